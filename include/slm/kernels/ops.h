@@ -1,0 +1,37 @@
+// The math of a transformer block on float buffers. Each op is a plain scalar
+// reference (the oracle for the SIMD versions that come later); matmul splits
+// its output rows over OpenMP threads. Buffers are row-major; shapes in comments.
+// Thread-safe: pure functions of their arguments.
+#pragma once
+
+#include <cstdint>
+
+#include "slm/core/tensor.h"
+
+namespace slm::kernels {
+
+// y (n_tok, w.rows) = x (n_tok, w.cols) @ w^T, for any weight dtype.
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y);
+// y += bias (n_tok, n) with bias a 1-D tensor of n elements of any plain dtype.
+void add_bias(const TensorView& bias, float* y, int64_t n_tok);
+// Row r of an embedding table (any dtype) as float: out (w.cols).
+void get_row(const TensorView& w, int64_t r, float* out);
+
+// out (n) = x / sqrt(mean(x^2) + eps) * w, w of any plain dtype.
+void rmsnorm_ref(const float* x, const TensorView& w, float eps, float* out, int64_t n);
+
+// Rotary embedding of one head vector x (head_dim) at position pos, rotating
+// the first n_rot dims. interleaved: pairs (2i, 2i+1) as GGUF/llama2.c store
+// them; otherwise pairs (i, i + n_rot/2), Hugging Face's rotate_half.
+// freqs (n_rot/2) holds the per-pair inverse frequencies (scaling applied).
+void rope_ref(float* x, int64_t n_rot, int64_t pos, const float* freqs, bool interleaved);
+
+// In-place softmax over n values.
+void softmax_ref(float* x, int64_t n);
+
+// out (n) = silu(gate) * up
+void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
+
+float dot_ref(const float* a, const float* b, int64_t n);
+
+}  // namespace slm::kernels

@@ -1,0 +1,71 @@
+// ModelSource: opens a model from any file slm reads (GGUF; a Hugging Face
+// folder or .safetensors with config.json beside it; a llama2.c .bin), and
+// yields its config, its weights (views into memory-mapped files, never
+// copies) and where its tokenizer is. Every tensor is checked for presence,
+// dtype and shape against the config; a file that means an architecture or
+// feature slm does not implement is refused with a message naming it.
+// Immutable after open: safe to share between threads.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "slm/core/status.h"
+#include "slm/io/gguf.h"
+#include "slm/io/llama2c.h"
+#include "slm/io/safetensors.h"
+#include "slm/model/config.h"
+#include "slm/model/weights.h"
+
+namespace slm::model {
+
+enum class FileFormat { kGguf, kSafetensors, kLlama2c };
+
+class ModelSource {
+ public:
+  static Result<std::unique_ptr<ModelSource>> open(const std::string& path);
+  ModelSource(const ModelSource&) = delete;
+  ModelSource& operator=(const ModelSource&) = delete;
+
+  FileFormat format() const { return format_; }
+  const char* format_name() const;
+  const std::string& path() const { return path_; }
+  const ModelConfig& config() const { return config_; }
+  const Weights& weights() const { return weights_; }
+  // The GGUF file when the model came from one (its vocab is the tokenizer).
+  const io::GgufFile* gguf() const { return gguf_.get(); }
+  // A tokenizer file beside the model (tokenizer.json, tokenizer.model, a
+  // llama2.c tokenizer .bin), or "" when there is none or the GGUF holds one.
+  const std::string& tokenizer_path() const { return tokenizer_path_; }
+  // Every tensor in the files, in order, for `slm info` (type name, shape).
+  struct TensorEntry { std::string name, type; std::vector<int64_t> shape; };
+  const std::vector<TensorEntry>& tensor_list() const { return tensor_list_; }
+  // Metadata as printable key/value pairs, for `slm info`.
+  const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
+
+ private:
+  ModelSource() = default;
+  Status open_gguf();
+  Status open_safetensors();
+  Status open_llama2c();
+  Status bind_weights();  // looks up and checks every tensor the config needs
+
+  FileFormat format_ = FileFormat::kGguf;
+  std::string path_;
+  ModelConfig config_;
+  Weights weights_;
+  std::unique_ptr<io::GgufFile> gguf_;
+  std::vector<std::unique_ptr<io::SafetensorsFile>> shards_;
+  std::unique_ptr<io::Llama2cFile> l2c_;
+  std::string tokenizer_path_;
+  std::vector<TensorEntry> tensor_list_;
+  std::vector<std::pair<std::string, std::string>> metadata_;
+
+  // Finds a tensor by its GGUF-style name in whichever file holds it.
+  Result<TensorView> find(const std::string& gguf_name) const;
+  bool has(const std::string& gguf_name) const;
+};
+
+}  // namespace slm::model

@@ -1,0 +1,148 @@
+#include "slm/model/llama.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "slm/kernels/ops.h"
+#include "slm/kernels/quant.h"
+
+namespace slm::model {
+
+namespace k = slm::kernels;
+
+Model::Model(const ModelConfig& cfg, const Weights& w) : cfg_(cfg), w_(w), freqs_(cfg.rope_freqs()) {
+  if (w_.rope_freqs.data != nullptr) {  // Llama 3 GGUF: per-pair divisors
+    std::vector<float> div(freqs_.size());
+    k::dequantize_row_ref(w_.rope_freqs.dtype, w_.rope_freqs.data, div.data(), static_cast<int64_t>(div.size()));
+    for (size_t i = 0; i < freqs_.size(); ++i) freqs_[i] /= div[i];
+  }
+}
+
+Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* kv) const {
+  if (batch.empty()) return Status::InvalidArgument("[forward] empty batch");
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchToken& t = batch[i];
+    if (t.token < 0 || t.token >= cfg_.n_vocab)
+      return Status::InvalidArgument(fmt::format("[forward] token {} at batch index {} is outside the vocabulary [0, {})",
+                                                 t.token, i, cfg_.n_vocab));
+    if (kv != nullptr) {
+      if (t.seq < 0 || t.seq >= kv->n_seq())
+        return Status::InvalidArgument(fmt::format("[forward] sequence slot {} at batch index {} is outside [0, {})",
+                                                   t.seq, i, kv->n_seq()));
+      if (t.pos < 0 || t.pos >= kv->n_ctx())
+        return Status::InvalidArgument(fmt::format("[forward] position {} at batch index {} is outside the context [0, {})",
+                                                   t.pos, i, kv->n_ctx()));
+    }
+  }
+  return Status::Ok();
+}
+
+Status Model::embed(const std::vector<BatchToken>& batch, float* hidden) const {
+  SLM_RETURN_IF_ERROR(check_batch(batch, nullptr));
+  for (size_t i = 0; i < batch.size(); ++i) k::get_row(w_.token_embd, batch[i].token, hidden + i * cfg_.n_embd);
+  return Status::Ok();
+}
+
+void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, KvCache& kv,
+                      float* out) const {
+  const int64_t n_tok = static_cast<int64_t>(batch.size());
+  const int64_t hd = cfg_.head_dim, n_head = cfg_.n_head, group = cfg_.n_head / cfg_.n_head_kv;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+#pragma omp parallel
+  {
+    std::vector<float> scores;
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t h = 0; h < n_head; ++h) {
+        const BatchToken& bt = batch[static_cast<size_t>(t)];
+        const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
+        const int64_t n = bt.pos - lo + 1;
+        const int64_t kvh = h / group;
+        const float* qh = q + (t * n_head + h) * hd;
+        scores.resize(static_cast<size_t>(n));
+        for (int64_t p = 0; p < n; ++p)
+          scores[static_cast<size_t>(p)] = k::dot_ref(qh, kv.k(layer, bt.seq, lo + p) + kvh * hd, hd) * scale;
+        k::softmax_ref(scores.data(), n);
+        float* o = out + (t * n_head + h) * hd;
+        for (int64_t d = 0; d < hd; ++d) o[d] = 0;
+        for (int64_t p = 0; p < n; ++p) {
+          const float* vp = kv.v(layer, bt.seq, lo + p) + kvh * hd;
+          const float s = scores[static_cast<size_t>(p)];
+          for (int64_t d = 0; d < hd; ++d) o[d] += s * vp[d];
+        }
+      }
+    }
+  }
+}
+
+Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin, int64_t end, float* hidden,
+                             KvCache& kv) const {
+  SLM_RETURN_IF_ERROR(check_batch(batch, &kv));
+  if (begin < 0 || end > cfg_.n_layer || begin > end)
+    return Status::InvalidArgument(fmt::format("[forward_layers] layer range [{}, {}) is outside [0, {})", begin, end,
+                                               cfg_.n_layer));
+  if (begin < kv.layer_begin() || end > kv.layer_end())
+    return Status::InvalidArgument(fmt::format("[forward_layers] layers [{}, {}) are not all in the KV cache's [{}, {})",
+                                               begin, end, kv.layer_begin(), kv.layer_end()));
+  const int64_t n_tok = static_cast<int64_t>(batch.size());
+  const int64_t D = cfg_.n_embd, hd = cfg_.head_dim;
+  const int64_t Q = cfg_.n_head * hd, KV = cfg_.n_head_kv * hd, F = cfg_.n_ff;
+  std::vector<float> x(n_tok * D), q(n_tok * Q), kb(n_tok * KV), vb(n_tok * KV), att(n_tok * Q), o(n_tok * D);
+  std::vector<float> gate(n_tok * F), up(n_tok * F);
+
+  for (int64_t l = begin; l < end; ++l) {
+    const LayerWeights& L = w_.layers[static_cast<size_t>(l)];
+    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm_ref(hidden + t * D, L.attn_norm, cfg_.rms_eps, &x[t * D], D);
+    k::matmul(L.wq, x.data(), n_tok, q.data());
+    k::matmul(L.wk, x.data(), n_tok, kb.data());
+    k::matmul(L.wv, x.data(), n_tok, vb.data());
+    if (cfg_.attn_qkv_bias) {
+      k::add_bias(L.bq, q.data(), n_tok);
+      k::add_bias(L.bk, kb.data(), n_tok);
+      k::add_bias(L.bv, vb.data(), n_tok);
+    }
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const BatchToken& bt = batch[static_cast<size_t>(t)];
+      for (int64_t h = 0; h < cfg_.n_head; ++h)
+        k::rope_ref(&q[(t * cfg_.n_head + h) * hd], cfg_.n_rot, bt.pos, freqs_.data(), cfg_.rope_interleaved);
+      for (int64_t h = 0; h < cfg_.n_head_kv; ++h)
+        k::rope_ref(&kb[(t * cfg_.n_head_kv + h) * hd], cfg_.n_rot, bt.pos, freqs_.data(), cfg_.rope_interleaved);
+      std::copy_n(&kb[t * KV], KV, kv.k(l, bt.seq, bt.pos));
+      std::copy_n(&vb[t * KV], KV, kv.v(l, bt.seq, bt.pos));
+    }
+    attention(batch, l, q.data(), kv, att.data());
+    k::matmul(L.wo, att.data(), n_tok, o.data());
+    for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
+
+    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm_ref(hidden + t * D, L.ffn_norm, cfg_.rms_eps, &x[t * D], D);
+    k::matmul(L.ffn_gate, x.data(), n_tok, gate.data());
+    k::matmul(L.ffn_up, x.data(), n_tok, up.data());
+    k::swiglu_ref(gate.data(), up.data(), gate.data(), n_tok * F);
+    k::matmul(L.ffn_down, gate.data(), n_tok, o.data());
+    for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
+  }
+  return Status::Ok();
+}
+
+void Model::output(const std::vector<BatchToken>& batch, const float* hidden, std::vector<float>* logits) const {
+  const int64_t D = cfg_.n_embd;
+  std::vector<float> x;
+  for (size_t t = 0; t < batch.size(); ++t) {
+    if (!batch[t].logits) continue;
+    x.resize(x.size() + D);
+    k::rmsnorm_ref(hidden + t * D, w_.output_norm, cfg_.rms_eps, &x[x.size() - D], D);
+  }
+  const int64_t n = static_cast<int64_t>(x.size()) / D;
+  logits->assign(static_cast<size_t>(n * cfg_.n_vocab), 0.0f);
+  if (n > 0) k::matmul(w_.output, x.data(), n, logits->data());
+}
+
+Status Model::forward(const std::vector<BatchToken>& batch, KvCache& kv, std::vector<float>* logits) const {
+  std::vector<float> hidden(batch.size() * cfg_.n_embd);
+  SLM_RETURN_IF_ERROR(embed(batch, hidden.data()));
+  SLM_RETURN_IF_ERROR(forward_layers(batch, 0, cfg_.n_layer, hidden.data(), kv));
+  output(batch, hidden.data(), logits);
+  return Status::Ok();
+}
+
+}  // namespace slm::model
