@@ -9,7 +9,11 @@ std::string fixture(const std::string& rel) { return std::string(SLM_FIXTURES) +
 std::string slm_binary() { return SLM_BINARY; }
 
 int run_command(const std::string& cmd, std::string* out) {
-  FILE* p = ::popen(cmd.c_str(), "r");
+  // bash, not sh, so tests can quote raw bytes as $'\xff'.
+  std::string quoted = "'";
+  for (char c : cmd) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  quoted += "'";
+  FILE* p = ::popen(("bash -c " + quoted).c_str(), "r");
   if (p == nullptr) return -1;
   char buf[4096];
   size_t n;

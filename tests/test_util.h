@@ -16,7 +16,7 @@ std::string fixture(const std::string& rel);
 // Path of the built slm binary.
 std::string slm_binary();
 
-// Runs a shell command; returns its exit code and fills out with stdout.
+// Runs a bash command; returns its exit code and fills out with stdout.
 int run_command(const std::string& cmd, std::string* out);
 
 }  // namespace slm::test

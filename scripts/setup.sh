@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages slm needs (quick when they are already there)
+# and builds slm into build/. Idempotent; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake make pkg-config            # the toolchain
+  libgtest-dev libgmock-dev            # tests
+  libfmt-dev nlohmann-json3-dev libcli11-dev  # formatting, JSON, the command line
+  libpcre2-dev                         # Unicode-aware pre-tokenizer regexes
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$jobs"

@@ -1,0 +1,123 @@
+// The slm binary as a user runs it: output, exit codes, one-line errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace slm {
+namespace {
+
+struct Run {
+  int rc;
+  std::string out, err;
+};
+
+Run slm(const std::string& args, const std::string& stdin_text = "") {
+  const std::string dir = ::testing::TempDir();
+  const std::string in = dir + "/slm_cli_in.txt", err = dir + "/slm_cli_err.txt";
+  std::ofstream(in) << stdin_text;
+  Run r;
+  r.rc = test::run_command(test::slm_binary() + " " + args + " < " + in + " 2> " + err, &r.out);
+  std::ifstream e(err);
+  r.err.assign(std::istreambuf_iterator<char>(e), {});
+  return r;
+}
+
+std::string data(const std::string& rel) { return test::shared_data(rel); }
+
+// The same greedy ids from all three files of stories260K, equal to the numpy reference.
+TEST(Run, GreedyIdsAgreeAcrossFormats) {
+  SLM_REQUIRE_DATA(data("models/stories260K/stories260K.bin"));
+  std::ifstream f(test::fixture("stories260K_greedy200.json"));
+  auto ref = nlohmann::json::parse(f)["ids"].get<std::vector<int>>();
+  std::string want;
+  for (size_t i = 0; i < 40; ++i) want += (i ? " " : "") + std::to_string(ref[i]);
+  for (const char* m : {"models/stories260K/stories260K.gguf", "models/stories260K/stories260K.bin", "models/stories260K-hf"}) {
+    Run r = slm("run " + data(m) + " --prompt-ids 1 -n 40 --temp 0 --print-ids --ignore-eos");
+    EXPECT_EQ(r.rc, 0) << m << ": " << r.err;
+    EXPECT_EQ(r.out, want + "\n") << m;
+  }
+}
+
+TEST(Run, TextFromAPromptIsNotEchoed) {
+  SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
+  Run r = slm("run " + data("models/stories260K/stories260K.gguf") + " -p \"Once upon a time\" -n 30 --temp 0");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_GT(r.out.size(), 20u);
+  EXPECT_NE(r.out.rfind("Once upon a time", 0), 0u) << r.out;
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
+  // The same text from the llama2.c file with its tokenizer beside it.
+  Run r2 = slm("run " + data("models/stories260K/stories260K.bin") + " -p \"Once upon a time\" -n 30 --temp 0");
+  ASSERT_EQ(r2.rc, 0) << r2.err;
+  EXPECT_EQ(r.out, r2.out);
+}
+
+TEST(Run, SeedMakesSamplingRepeatable) {
+  SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
+  const std::string cmd = "run " + data("models/stories260K/stories260K.gguf") + " -n 40 --temp 1 --seed 7 --print-ids";
+  Run a = slm(cmd), b = slm(cmd), c = slm("run " + data("models/stories260K/stories260K.gguf") +
+                                          " -n 40 --temp 1 --seed 8 --print-ids");
+  ASSERT_EQ(a.rc, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST(Run, NCountsGeneratedTokens) {
+  SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
+  Run r = slm("run " + data("models/stories260K/stories260K.gguf") + " --prompt-ids \"1 403\" -n 5 --temp 0 --print-ids --ignore-eos");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 4) << r.out;
+}
+
+TEST(Tokenize, ReadsStdinAndPrintsIds) {
+  SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
+  // The prompt ids llama2.c used for this text (testvectors/stories260K_logits.json).
+  Run r = slm("tokenize " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out, "1 403 407 261 378 432 383 286 261 376 400 428\n");
+  Run nb = slm("tokenize --no-bos " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
+  EXPECT_EQ(nb.out, "403 407 261 378 432 383 286 261 376 400 428\n");
+}
+
+TEST(Info, NamesArchitectureAndTensors) {
+  SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
+  Run r = slm("info " + data("models/stories260K/stories260K.gguf"));
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.out.find("arch llama"), std::string::npos);
+  EXPECT_NE(r.out.find("blk.4.ffn_down.weight"), std::string::npos);
+  EXPECT_NE(r.out.find("tokenizer: spm"), std::string::npos) << r.out;
+}
+
+// Bad input: a one-line error on stderr and a non-zero exit, never a crash.
+TEST(Errors, OneLineAndNonZero) {
+  const std::string gguf = data("models/stories260K/stories260K.gguf");
+  struct Case { std::string args, stdin_text, expect; };
+  std::vector<Case> cases = {
+      {"run /nonexistent/model.gguf", "", "no model"},
+      {"run", "", "model"},
+      {"frobnicate", "", "error"},
+      {"run " + gguf + " --temp -1", "", "temp"},
+      {"run " + gguf + " -n abc", "", "n-predict"},
+      {"run " + gguf + " --top-p 2", "", "top-p"},
+      {"run " + gguf + " --prompt-ids \"1 x 3\"", "", "'x'"},
+      {"run " + gguf + " --prompt-ids \"1 99999\"", "", "outside the vocabulary"},
+      {"run " + gguf + " -p $'\\xff\\xfe bad'", "", "UTF-8"},
+      {"tokenize " + gguf, "ok \xc3\x28 bad", "UTF-8"},
+      {"info " + test::fixture("stories260K_greedy200.json"), "", "error"},
+  };
+  for (const Case& c : cases) {
+    if (c.args.find(gguf) != std::string::npos && !file_exists(gguf)) continue;
+    // bash for the $'..' quoting of raw bytes
+    Run r = slm(c.args, c.stdin_text);
+    EXPECT_NE(r.rc, 0) << c.args;
+    EXPECT_LT(r.rc, 128) << c.args << " crashed";
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << " -> " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << c.args << " -> " << r.err;
+  }
+}
+
+}  // namespace
+}  // namespace slm

@@ -1,0 +1,202 @@
+// slm: the command-line front end. Parsing and printing only; the work is in libslm.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <random>
+#include <iostream>
+#include <sstream>
+
+#include "slm/engine/session.h"
+
+namespace {
+
+using slm::Status;
+
+int fail(const Status& st) {
+  std::fprintf(stderr, "slm: error: %s\n", st.to_string().c_str());
+  return 1;
+}
+
+// "1 2 3" -> ids; anything that is not a whitespace-separated list of integers is an error.
+slm::Result<std::vector<int32_t>> parse_ids(const std::string& s) {
+  std::vector<int32_t> ids;
+  std::istringstream in(s);
+  std::string word;
+  while (in >> word) {
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != word.size() || v < 0 || v > INT32_MAX)
+      return Status::InvalidArgument(fmt::format("--prompt-ids: '{}' is not a token id (a non-negative integer)", word));
+    ids.push_back(static_cast<int32_t>(v));
+  }
+  if (ids.empty()) return Status::InvalidArgument("--prompt-ids is empty: give ids separated by spaces, e.g. \"1 403\"");
+  return ids;
+}
+
+struct RunArgs {
+  std::string model, prompt, prompt_ids, tokenizer;
+  bool has_prompt = false, print_ids = false, ignore_eos = false;
+  int32_t n = 256, threads = 0, top_k = 40;
+  int64_t ctx = 0;
+  float temp = 0.8f, top_p = 0.95f, min_p = 0.05f, repeat_penalty = 1.0f;
+  int32_t repeat_last_n = 64;
+  uint64_t seed = 0;
+  bool seed_set = false;
+};
+
+int cmd_run(RunArgs& a) {
+  slm::engine::SessionOptions so;
+  so.tokenizer_path = a.tokenizer;
+  so.n_ctx = a.ctx;
+  so.n_threads = a.threads;
+  auto session = slm::engine::Session::open(a.model, so);
+  if (!session.ok()) return fail(session.status());
+  slm::engine::Session& s = **session;
+
+  std::vector<int32_t> prompt;
+  if (!a.prompt_ids.empty()) {
+    auto ids = parse_ids(a.prompt_ids);
+    if (!ids.ok()) return fail(ids.status());
+    prompt = *ids;
+  } else if (a.has_prompt && !a.prompt.empty()) {
+    auto ids = s.tokenize(a.prompt, true);
+    if (!ids.ok()) return fail(ids.status().with_context("prompt"));
+    prompt = *ids;
+  }
+  if (prompt.empty()) {  // no prompt: start from BOS
+    const int32_t bos = s.tokenizer() ? s.tokenizer()->bos() : s.source().config().bos_id;
+    if (bos < 0) return fail(Status::InvalidArgument("the model has no BOS token: give a prompt"));
+    prompt.push_back(bos);
+  }
+
+  slm::engine::GenerateOptions go;
+  go.n_predict = a.n;
+  go.stop_at_eog = !a.ignore_eos;
+  go.sampler.temperature = a.temp;
+  go.sampler.top_k = a.top_k;
+  go.sampler.top_p = a.top_p;
+  go.sampler.min_p = a.min_p;
+  go.sampler.repeat_penalty = a.repeat_penalty;
+  go.sampler.repeat_last_n = a.repeat_last_n;
+  go.sampler.seed = a.seed_set ? a.seed : static_cast<uint64_t>(std::random_device{}());
+  if (!a.print_ids && s.tokenizer() == nullptr)
+    return fail(Status::InvalidArgument("this model has no tokenizer to print text with: add --print-ids, or name a "
+                                        "tokenizer file with --tokenizer"));
+
+  std::vector<int32_t> out;
+  slm::engine::GenerateStats st;
+  Status gs = s.generate(prompt, go, [&](int32_t id, const std::string& text) {
+    if (a.print_ids) {
+      if (id >= 0) out.push_back(id);
+    } else {
+      std::fwrite(text.data(), 1, text.size(), stdout);
+      std::fflush(stdout);
+    }
+    return true;
+  }, &st);
+  if (a.print_ids) {
+    for (size_t i = 0; i < out.size(); ++i) std::printf("%s%d", i ? " " : "", out[i]);
+  }
+  std::printf("\n");
+  if (!gs.ok()) return fail(gs);
+  std::fprintf(stderr, "slm: prompt %lld tokens, %.1f tok/s; generated %lld tokens, %.1f tok/s; stop: %s\n",
+               static_cast<long long>(st.n_prompt), st.prompt_seconds > 0 ? st.n_prompt / st.prompt_seconds : 0.0,
+               static_cast<long long>(st.n_generated),
+               st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, st.stop_reason.c_str());
+  return 0;
+}
+
+int cmd_tokenize(const std::string& path, bool no_bos) {
+  auto tok = slm::engine::open_tokenizer(path);
+  if (!tok.ok()) return fail(tok.status());
+  std::stringstream ss;
+  ss << std::cin.rdbuf();
+  auto ids = (*tok)->encode(ss.str(), !no_bos);
+  if (!ids.ok()) return fail(ids.status().with_context("input"));
+  for (size_t i = 0; i < ids->size(); ++i) std::printf("%s%d", i ? " " : "", (*ids)[i]);
+  std::printf("\n");
+  return 0;
+}
+
+int cmd_info(const std::string& path) {
+  auto src = slm::model::ModelSource::open(path);
+  if (!src.ok()) return fail(src.status());
+  const slm::model::ModelSource& m = **src;
+  std::printf("file: %s (%s)\n", m.path().c_str(), m.format_name());
+  std::printf("model: %s\n", m.config().describe().c_str());
+  auto tok = slm::engine::open_tokenizer(path);
+  if (tok.ok()) {
+    const auto& t = **tok;
+    std::printf("tokenizer: %s, %d tokens, bos %d, eos %d\n", t.kind().c_str(), t.n_vocab(), t.bos(), t.eos());
+  } else {
+    std::printf("tokenizer: none (%s)\n", tok.status().message().c_str());
+  }
+  std::printf("metadata (%zu):\n", m.metadata().size());
+  for (const auto& [k, v] : m.metadata()) std::printf("  %s = %s\n", k.c_str(), v.c_str());
+  std::printf("tensors (%zu):\n", m.tensor_list().size());
+  for (const auto& t : m.tensor_list()) {
+    std::string shape;
+    for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
+    std::printf("  %-40s %-5s [%s]\n", t.name.c_str(), t.type.c_str(), shape.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"slm: run, train, compress and serve small language models"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every subcommand");
+
+  RunArgs ra;
+  CLI::App* run = app.add_subcommand("run", "Generate text from a model (GGUF, safetensors folder, llama2.c .bin)");
+  run->add_option("model", ra.model, "Model file or folder")->required();
+  auto* popt = run->add_option("-p,--prompt", ra.prompt, "Prompt text (default: start from BOS)");
+  run->add_option("--prompt-ids", ra.prompt_ids, "Prompt as token ids, e.g. \"1 403 407\"")->excludes(popt);
+  run->add_option("-n,--n-predict", ra.n, "Tokens to generate at most")->check(CLI::Range(0, 1 << 24));
+  run->add_option("--temp", ra.temp, "Temperature; 0 is greedy")->check(CLI::Range(0.0, 100.0));
+  run->add_option("--top-k", ra.top_k, "Keep the k most likely tokens (0: off)")->check(CLI::Range(0, 1 << 24));
+  run->add_option("--top-p", ra.top_p, "Nucleus: keep the smallest set with this mass (1: off)")->check(CLI::Range(0.0, 1.0));
+  run->add_option("--min-p", ra.min_p, "Drop tokens below min-p x the top probability (0: off)")->check(CLI::Range(0.0, 1.0));
+  run->add_option("--repeat-penalty", ra.repeat_penalty, "Penalty for recent tokens (1: off)")->check(CLI::Range(0.01, 100.0));
+  run->add_option("--repeat-last-n", ra.repeat_last_n, "How many recent tokens the penalty sees")->check(CLI::Range(0, 1 << 20));
+  run->add_option("--seed", ra.seed, "Random seed (default: random)");
+  run->add_option("-t,--threads", ra.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  run->add_option("-c,--ctx", ra.ctx, "Context size (default: the model's, at most 4096)")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  run->add_option("--tokenizer", ra.tokenizer, "Tokenizer file (tokenizer.json, tokenizer.model, llama2.c .bin)");
+  run->add_flag("--print-ids", ra.print_ids, "Print generated token ids instead of text");
+  run->add_flag("--ignore-eos", ra.ignore_eos, "Do not stop at end-of-generation tokens");
+
+  std::string tok_model;
+  bool no_bos = false;
+  CLI::App* tokenize = app.add_subcommand("tokenize", "Print the token ids of UTF-8 text read from stdin");
+  tokenize->add_option("model", tok_model, "Model, vocab-only GGUF or tokenizer file")->required();
+  tokenize->add_flag("--no-bos", no_bos, "Do not add BOS (or other special tokens)");
+
+  std::string info_model;
+  CLI::App* info = app.add_subcommand("info", "Show a model's architecture, tokenizer and tensors");
+  info->add_option("model", info_model, "Model file or folder")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "slm: error: %s (see slm --help)\n", e.what());
+    return 2;
+  }
+  ra.has_prompt = popt->count() > 0;
+  ra.seed_set = run->count("--seed") > 0;
+  if (*run) return cmd_run(ra);
+  if (*tokenize) return cmd_tokenize(tok_model, no_bos);
+  if (*info) return cmd_info(info_model);
+  return 2;
+}
