@@ -21,7 +21,7 @@ bool ends_with(const std::string& s, const char* suffix) {
 
 // A tokenizer file named directly; a llama2.c .bin needs the vocabulary size.
 Result<std::unique_ptr<tokenizer::Tokenizer>> load_tokenizer_path(const std::string& path, int32_t n_vocab) {
-  auto t = ends_with(path, ".bin") ? tokenizer::load_llama2c_tokenizer(path, n_vocab) : tokenizer::load_tokenizer_file(path);
+  auto t = tokenizer::load_tokenizer_file(path, n_vocab);
   if (!t.ok()) return t.status().with_context("tokenizer");
   return t;
 }

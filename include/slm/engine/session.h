@@ -16,6 +16,7 @@
 #include "slm/model/llama.h"
 #include "slm/model/model_source.h"
 #include "slm/sample/sampler.h"
+#include "slm/tokenizer/load.h"
 #include "slm/tokenizer/tokenizer.h"
 
 namespace slm::engine {
