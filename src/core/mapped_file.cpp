@@ -61,33 +61,52 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes) {
   return out;
 }
 
-Status write_file_atomic(const std::string& path, const void* data, size_t size) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  Fd f;
-  f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (f.fd < 0) return Status::IoError(fmt::format("cannot create '{}': {}", tmp, errno_text()));
+Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::open(const std::string& path) {
+  std::unique_ptr<AtomicFileWriter> w(new AtomicFileWriter());
+  w->path_ = path;
+  w->tmp_ = path + ".tmp." + std::to_string(::getpid());
+  w->fd_ = ::open(w->tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (w->fd_ < 0) return Status::IoError(fmt::format("cannot create '{}': {}", w->tmp_, errno_text()));
+  return w;
+}
+
+AtomicFileWriter::~AtomicFileWriter() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    ::unlink(tmp_.c_str());
+  }
+}
+
+Status AtomicFileWriter::append(const void* data, size_t size) {
+  if (fd_ < 0) return Status::Internal("append after commit");
   const auto* p = static_cast<const uint8_t*>(data);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::write(f.fd, p + done, size - done);
+    ssize_t n = ::write(fd_, p + done, size - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      ::unlink(tmp.c_str());
-      return Status::IoError(fmt::format("cannot write '{}': {}", tmp, errno_text()));
-    }
+    if (n < 0) return Status::IoError(fmt::format("cannot write '{}': {}", tmp_, errno_text()));
     done += static_cast<size_t>(n);
   }
-  if (::fsync(f.fd) != 0) {
-    ::unlink(tmp.c_str());
-    return Status::IoError(fmt::format("cannot fsync '{}': {}", tmp, errno_text()));
-  }
-  ::close(f.fd);
-  f.fd = -1;
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return Status::IoError(fmt::format("cannot rename '{}' to '{}': {}", tmp, path, errno_text()));
+  return Status::Ok();
+}
+
+Status AtomicFileWriter::commit() {
+  if (fd_ < 0) return Status::Internal("commit twice");
+  if (::fsync(fd_) != 0) return Status::IoError(fmt::format("cannot fsync '{}': {}", tmp_, errno_text()));
+  ::close(fd_);
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    Status st = Status::IoError(fmt::format("cannot rename '{}' to '{}': {}", tmp_, path_, errno_text()));
+    ::unlink(tmp_.c_str());
+    return st;
   }
   return Status::Ok();
+}
+
+Status write_file_atomic(const std::string& path, const void* data, size_t size) {
+  SLM_ASSIGN_OR_RETURN(auto w, AtomicFileWriter::open(path));
+  SLM_RETURN_IF_ERROR(w->append(data, size));
+  return w->commit();
 }
 
 bool file_exists(const std::string& path) {

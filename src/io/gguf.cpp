@@ -1,6 +1,9 @@
 #include "slm/io/gguf.h"
 
+#include <algorithm>
 #include <cstring>
+
+#include "slm/core/assert.h"
 
 namespace slm::io {
 
@@ -8,6 +11,12 @@ namespace {
 
 constexpr uint32_t kMaxDims = 4;
 constexpr int kMaxArrayDepth = 4;
+// The GGUF spec caps keys at 65535 bytes; we hold tensor names to the same.
+constexpr uint64_t kMaxNameBytes = 65535;
+// A GgufValue takes ~100 bytes, so array counts (checked only against the
+// bytes left) could make a big file cost 100x its size in RAM. Real files
+// hold well under a million elements (vocab, scores, types, merges).
+constexpr uint64_t kMaxArrayElems = uint64_t(1) << 22;
 
 // Bounds-checked little-endian cursor over the file image.
 class Reader {
@@ -26,10 +35,12 @@ class Reader {
     return Status::Ok();
   }
 
-  Status read_string(std::string* out, const char* what) {
+  Status read_string(std::string* out, const char* what, uint64_t max_len = UINT64_MAX) {
     uint64_t len = 0;
     size_t at = pos_;
     SLM_RETURN_IF_ERROR(read(&len, what));
+    if (len > max_len)
+      return Status::Corruption(fmt::format("{} at offset {} claims {} bytes, expected at most {}", what, at, len, max_len));
     if (len > remaining())
       return Status::Corruption(
           fmt::format("{} at offset {} claims {} bytes but only {} remain in the file", what, at, len, remaining()));
@@ -58,7 +69,7 @@ size_t scalar_size(GgufType t) {
 
 bool valid_type(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::kFloat64); }
 
-Status read_value(Reader& r, GgufType type, GgufValue* v, int depth, const std::string& key) {
+Status read_value(Reader& r, GgufType type, GgufValue* v, int depth, const std::string& key, uint64_t* elems_left) {
   v->type = type;
   switch (type) {
     case GgufType::kUint8: { uint8_t x = 0; SLM_RETURN_IF_ERROR(r.read(&x, "u8")); v->u = x; v->i = x; break; }
@@ -97,8 +108,12 @@ Status read_value(Reader& r, GgufType type, GgufValue* v, int depth, const std::
       if (n > r.remaining() / scalar_size(v->elem_type))
         return Status::Corruption(fmt::format("key '{}': array of {} elements of {} cannot fit in the {} bytes left",
                                               key, n, gguf_type_name(v->elem_type), r.remaining()));
+      if (n > *elems_left)
+        return Status::Corruption(fmt::format("key '{}': array of {} elements takes the file past the limit of {} "
+                                              "metadata array elements", key, n, kMaxArrayElems));
+      *elems_left -= n;
       v->arr.resize(static_cast<size_t>(n));
-      for (auto& e : v->arr) SLM_RETURN_IF_ERROR(read_value(r, v->elem_type, &e, depth + 1, key));
+      for (auto& e : v->arr) SLM_RETURN_IF_ERROR(read_value(r, v->elem_type, &e, depth + 1, key, elems_left));
       break;
     }
   }
@@ -261,16 +276,17 @@ Status GgufFile::parse_all() {
   if (n_tensors > r.remaining() / 32)
     return Status::Corruption(fmt::format("tensor count {} cannot fit in a {}-byte file", n_tensors, size_));
 
+  uint64_t elems_left = kMaxArrayElems;
   for (uint64_t k = 0; k < n_kv; ++k) {
     std::string key;
-    SLM_RETURN_IF_ERROR(r.read_string(&key, "metadata key"));
+    SLM_RETURN_IF_ERROR(r.read_string(&key, "metadata key", kMaxNameBytes));
     uint32_t t = 0;
     size_t at = r.pos();
     SLM_RETURN_IF_ERROR(r.read(&t, "value type"));
     if (!valid_type(t))
       return Status::Corruption(fmt::format("key '{}': value type {} at offset {} is not a GGUF type (0..12)", key, t, at));
     GgufValue v;
-    SLM_RETURN_IF_ERROR(read_value(r, static_cast<GgufType>(t), &v, 0, key));
+    SLM_RETURN_IF_ERROR(read_value(r, static_cast<GgufType>(t), &v, 0, key, &elems_left));
     if (kv_.count(key)) return Status::Corruption(fmt::format("duplicate metadata key '{}'", key));
     key_order_.push_back(key);
     kv_.emplace(key, std::move(v));
@@ -282,10 +298,11 @@ Status GgufFile::parse_all() {
     alignment_ = static_cast<size_t>(a->as_int());
   }
 
-  tensors_.reserve(static_cast<size_t>(n_tensors));
+  // n_tensors is only bounded by the file size: do not reserve on its word.
+  tensors_.reserve(static_cast<size_t>(std::min<uint64_t>(n_tensors, 4096)));
   for (uint64_t k = 0; k < n_tensors; ++k) {
     TensorInfo ti;
-    SLM_RETURN_IF_ERROR(r.read_string(&ti.name, "tensor name"));
+    SLM_RETURN_IF_ERROR(r.read_string(&ti.name, "tensor name", kMaxNameBytes));
     uint32_t n_dims = 0;
     SLM_RETURN_IF_ERROR(r.read(&n_dims, "tensor n_dims"));
     if (n_dims == 0 || n_dims > kMaxDims)
@@ -508,6 +525,11 @@ void put_value(std::vector<uint8_t>& out, const GgufValue& v) {
 }  // namespace
 
 std::vector<uint8_t> GgufWriter::serialize(size_t alignment) const {
+  // A general.alignment set by the caller (e.g. copied from a source file) is
+  // what readers will use, so it must also decide the layout.
+  for (const auto& kv : kv_)
+    if (kv.first == "general.alignment" && kv.second.is_integer()) alignment = static_cast<size_t>(kv.second.as_int());
+  SLM_ASSERT(alignment > 0 && (alignment & (alignment - 1)) == 0);
   std::vector<uint8_t> out;
   put<uint32_t>(out, 0x46554747u);
   put<uint32_t>(out, 3);
@@ -535,16 +557,22 @@ std::vector<uint8_t> GgufWriter::serialize(size_t alignment) const {
     offset += (t.bytes.size() + alignment - 1) / alignment * alignment;
   }
   out.resize((out.size() + alignment - 1) / alignment * alignment, 0);
-  for (const auto& t : tensors_) {
-    out.insert(out.end(), t.bytes.begin(), t.bytes.end());
-    out.resize((out.size() + alignment - 1) / alignment * alignment, 0);
-  }
   return out;
 }
 
+// Streams header and tensors to the file, so no second copy of the data is made.
 Status GgufWriter::write(const std::string& path) const {
-  std::vector<uint8_t> bytes = serialize();
-  return write_file_atomic(path, bytes.data(), bytes.size());
+  constexpr size_t kAlign = 32;
+  SLM_ASSIGN_OR_RETURN(auto f, AtomicFileWriter::open(path));
+  std::vector<uint8_t> header = serialize_header(kAlign);
+  SLM_RETURN_IF_ERROR(f->append(header.data(), header.size()));
+  static const uint8_t kZeros[kAlign] = {};
+  for (const auto& t : tensors_) {
+    SLM_RETURN_IF_ERROR(f->append(t.bytes.data(), t.bytes.size()));
+    const size_t pad = (kAlign - t.bytes.size() % kAlign) % kAlign;
+    SLM_RETURN_IF_ERROR(f->append(kZeros, pad));
+  }
+  return f->commit();
 }
 
 }  // namespace slm::io

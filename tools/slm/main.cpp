@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "slm/engine/session.h"
+#include "slm/model/synthetic.h"
 
 namespace {
 
@@ -147,6 +148,43 @@ int cmd_info(const std::string& path) {
   return 0;
 }
 
+struct GenArgs {
+  std::string preset, type = "F32", out;
+  slm::model::SyntheticSpec spec;
+};
+
+int cmd_gen_model(GenArgs& g, CLI::App& sub) {
+  slm::model::SyntheticSpec s = g.spec;
+  if (!g.preset.empty()) {
+    auto p = slm::model::synthetic_preset(g.preset);
+    if (!p.ok()) return fail(p.status());
+    s = *p;
+    // Explicit flags override the preset's numbers.
+    if (sub.count("--dim")) s.n_embd = g.spec.n_embd;
+    if (sub.count("--layers")) s.n_layer = g.spec.n_layer;
+    if (sub.count("--heads")) s.n_head = g.spec.n_head;
+    if (sub.count("--kv-heads")) s.n_head_kv = g.spec.n_head_kv;
+    if (sub.count("--ffn")) s.n_ff = g.spec.n_ff;
+    if (sub.count("--vocab")) s.n_vocab = g.spec.n_vocab;
+  }
+  s.seed = g.spec.seed;
+  bool found = false;
+  for (int t = 0; t < static_cast<int>(slm::DType::kCount); ++t) {
+    if (slm::dtype_name(static_cast<slm::DType>(t)) == g.type) {
+      s.type = static_cast<slm::DType>(t);
+      found = true;
+    }
+  }
+  if (!found) return fail(Status::InvalidArgument(fmt::format("--type '{}' is not a type (F32, F16, BF16, Q8_0, Q4_0)", g.type)));
+  Status st = slm::model::finish_spec(&s);
+  if (st.ok()) st = slm::model::write_synthetic_gguf(s, g.out);
+  if (!st.ok()) return fail(st);
+  std::fprintf(stderr, "slm: wrote %s: dim %lld, layers %lld, heads %lld (kv %lld), ffn %lld, vocab %lld, %s\n",
+               g.out.c_str(), (long long)s.n_embd, (long long)s.n_layer, (long long)s.n_head, (long long)s.n_head_kv,
+               (long long)s.n_ff, (long long)s.n_vocab, g.type.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,6 +221,20 @@ int main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "Show a model's architecture, tokenizer and tensors");
   info->add_option("model", info_model, "Model file or folder")->required();
 
+  GenArgs ga;
+  CLI::App* gen = app.add_subcommand("gen-model", "Write a GGUF Llama model with random weights (for benchmarks)");
+  gen->add_option("--preset", ga.preset, "15m, 110m or tinyllama-1.1b");
+  gen->add_option("--arch", "Architecture (llama)")->check(CLI::IsMember({"llama"}));
+  gen->add_option("--dim", ga.spec.n_embd, "Hidden size");
+  gen->add_option("--layers", ga.spec.n_layer, "Layers");
+  gen->add_option("--heads", ga.spec.n_head, "Attention heads");
+  gen->add_option("--kv-heads", ga.spec.n_head_kv, "KV heads (default: heads)");
+  gen->add_option("--ffn", ga.spec.n_ff, "Feed-forward size (default: llama2.c's rule)");
+  gen->add_option("--vocab", ga.spec.n_vocab, "Vocabulary size");
+  gen->add_option("--type", ga.type, "Weight type: F32, F16, BF16, Q8_0, Q4_0");
+  gen->add_option("--seed", ga.spec.seed, "Random seed");
+  gen->add_option("--out", ga.out, "Output .gguf")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -198,5 +250,6 @@ int main(int argc, char** argv) {
   if (*run) return cmd_run(ra);
   if (*tokenize) return cmd_tokenize(tok_model, no_bos);
   if (*info) return cmd_info(info_model);
+  if (*gen) return cmd_gen_model(ga, *gen);
   return 2;
 }

@@ -36,6 +36,23 @@ Result<std::string> read_file(const std::string& path, size_t max_bytes = size_t
 // Writes a file atomically: temp file beside it, fsync, rename.
 Status write_file_atomic(const std::string& path, const void* data, size_t size);
 
+// The same for a file written piece by piece: append(), then commit(). A
+// writer destroyed before commit() removes its temp file; the target is untouched.
+class AtomicFileWriter {
+ public:
+  static Result<std::unique_ptr<AtomicFileWriter>> open(const std::string& path);
+  ~AtomicFileWriter();
+  AtomicFileWriter(const AtomicFileWriter&) = delete;
+  AtomicFileWriter& operator=(const AtomicFileWriter&) = delete;
+  Status append(const void* data, size_t size);
+  Status commit();
+
+ private:
+  AtomicFileWriter() = default;
+  int fd_ = -1;
+  std::string path_, tmp_;
+};
+
 bool file_exists(const std::string& path);
 
 }  // namespace slm

@@ -123,6 +123,8 @@ class GgufWriter {
   void add_tensor(const std::string& name, uint32_t ggml_type, const std::vector<int64_t>& shape,
                   std::vector<uint8_t> bytes);
   std::vector<uint8_t> serialize(size_t alignment = 32) const;
+  // Header and tensor infos, padded to the alignment; the data follows.
+  std::vector<uint8_t> serialize_header(size_t alignment = 32) const;
   Status write(const std::string& path) const;
 
  private:
