@@ -524,12 +524,17 @@ void put_value(std::vector<uint8_t>& out, const GgufValue& v) {
 }
 }  // namespace
 
-std::vector<uint8_t> GgufWriter::serialize(size_t alignment) const {
-  // A general.alignment set by the caller (e.g. copied from a source file) is
-  // what readers will use, so it must also decide the layout.
+// A general.alignment set by the caller (e.g. copied from a source file) is
+// what readers will use, so it must also decide the layout.
+size_t GgufWriter::layout_alignment(size_t requested) const {
   for (const auto& kv : kv_)
-    if (kv.first == "general.alignment" && kv.second.is_integer()) alignment = static_cast<size_t>(kv.second.as_int());
-  SLM_ASSERT(alignment > 0 && (alignment & (alignment - 1)) == 0);
+    if (kv.first == "general.alignment" && kv.second.is_integer()) requested = static_cast<size_t>(kv.second.as_int());
+  SLM_ASSERT(requested > 0 && (requested & (requested - 1)) == 0);
+  return requested;
+}
+
+std::vector<uint8_t> GgufWriter::serialize_header(size_t alignment) const {
+  alignment = layout_alignment(alignment);
   std::vector<uint8_t> out;
   put<uint32_t>(out, 0x46554747u);
   put<uint32_t>(out, 3);
@@ -560,17 +565,27 @@ std::vector<uint8_t> GgufWriter::serialize(size_t alignment) const {
   return out;
 }
 
+std::vector<uint8_t> GgufWriter::serialize(size_t alignment) const {
+  alignment = layout_alignment(alignment);
+  std::vector<uint8_t> out = serialize_header(alignment);
+  for (const auto& t : tensors_) {
+    out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+    out.resize((out.size() + alignment - 1) / alignment * alignment, 0);
+  }
+  return out;
+}
+
 // Streams header and tensors to the file, so no second copy of the data is made.
 Status GgufWriter::write(const std::string& path) const {
-  constexpr size_t kAlign = 32;
+  const size_t align = layout_alignment(32);
   SLM_ASSIGN_OR_RETURN(auto f, AtomicFileWriter::open(path));
-  std::vector<uint8_t> header = serialize_header(kAlign);
+  std::vector<uint8_t> header = serialize_header(align);
   SLM_RETURN_IF_ERROR(f->append(header.data(), header.size()));
-  static const uint8_t kZeros[kAlign] = {};
+  const std::vector<uint8_t> zeros(align, 0);
   for (const auto& t : tensors_) {
     SLM_RETURN_IF_ERROR(f->append(t.bytes.data(), t.bytes.size()));
-    const size_t pad = (kAlign - t.bytes.size() % kAlign) % kAlign;
-    SLM_RETURN_IF_ERROR(f->append(kZeros, pad));
+    const size_t pad = (align - t.bytes.size() % align) % align;
+    SLM_RETURN_IF_ERROR(f->append(zeros.data(), pad));
   }
   return f->commit();
 }

@@ -122,12 +122,15 @@ class GgufWriter {
   // shape outermost first; bytes must hold the tensor in ggml_type's layout.
   void add_tensor(const std::string& name, uint32_t ggml_type, const std::vector<int64_t>& shape,
                   std::vector<uint8_t> bytes);
+  // The whole file. A general.alignment key set on the writer overrides the
+  // alignment argument (readers go by the key).
   std::vector<uint8_t> serialize(size_t alignment = 32) const;
   // Header and tensor infos, padded to the alignment; the data follows.
   std::vector<uint8_t> serialize_header(size_t alignment = 32) const;
   Status write(const std::string& path) const;
 
  private:
+  size_t layout_alignment(size_t requested) const;
   std::vector<std::pair<std::string, GgufValue>> kv_;
   struct T {
     std::string name;
