@@ -1,5 +1,6 @@
 #include "slm/io/llama2c.h"
 
+#include <climits>
 #include <cstring>
 
 namespace slm::io {
@@ -54,7 +55,8 @@ Status Llama2cFile::parse_all() {
     h.version = 0;
     h.dim = v[0]; h.hidden_dim = v[1]; h.n_layers = v[2]; h.n_heads = v[3]; h.n_kv_heads = v[4];
     h.shared_classifier = v[5] > 0;
-    h.vocab_size = v[5] < 0 ? -v[5] : v[5];
+    // -INT32_MIN overflows: map it to 0, which the range check below refuses.
+    h.vocab_size = v[5] == INT32_MIN ? 0 : v[5] < 0 ? -v[5] : v[5];
     h.seq_len = v[6];
     offset = 28;
   }
