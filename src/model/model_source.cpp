@@ -232,7 +232,10 @@ Status ModelSource::open_safetensors() {
   SLM_RETURN_IF_ERROR(bad);
   if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
     const auto& rs = j["rope_scaling"];
-    std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
+    // Not rs.value(): it throws when the key holds a non-string.
+    std::string type = "default";
+    for (const char* k : {"type", "rope_type"})
+      if (rs.contains(k) && rs[k].is_string()) type = rs[k].get<std::string>();
     auto num = [&](const char* k, double def) { return rs.contains(k) && rs[k].is_number() ? rs[k].get<double>() : def; };
     if (type == "linear") {
       c.rope_scaling = RopeScaling::kLinear;
