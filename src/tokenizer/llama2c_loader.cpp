@@ -26,8 +26,8 @@ Result<std::unique_ptr<Tokenizer>> load_llama2c_tokenizer_bytes(const std::strin
   while (vocab_size == 0 ? pos < n : static_cast<int32_t>(t->tokens_.size()) < vocab_size) {
     size_t i = t->tokens_.size();
     if (n - pos < 8) {
-      return l2c_error(fmt::format("token {} at offset {}: needs 8 header bytes, {} remain{}", i, pos, n - pos,
-                                   vocab_size ? fmt::format(" (expected {} tokens)", vocab_size) : ""));
+      return l2c_error(fmt::format("token {} at offset {}: needs 8 header bytes, {} remain (expected {} tokens)", i, pos,
+                                   n - pos, vocab_size));
     }
     float score;
     int32_t len;

@@ -23,6 +23,7 @@ namespace slm::tokenizer {
 
 struct NormalizerStep {
   enum class Kind { kPrepend, kReplace, kLowercase, kNfd, kNfc, kStripAccents, kStrip, kBert, kSpmWhitespace };
+  explicit NormalizerStep(Kind k) : kind(k) {}
   Kind kind;
   std::string str;              // kPrepend: text; kReplace: content
   std::optional<Regex> regex;   // kReplace: pattern
@@ -38,6 +39,7 @@ enum class SplitBehavior { kRemoved, kIsolated, kMergedWithPrevious, kMergedWith
 
 struct PreTokStep {
   enum class Kind { kSplit, kByteLevel, kMetaspace };
+  explicit PreTokStep(Kind k) : kind(k) {}
   Kind kind;
   std::optional<Regex> regex;  // kSplit; kByteLevel with use_regex
   SplitBehavior behavior = SplitBehavior::kIsolated;

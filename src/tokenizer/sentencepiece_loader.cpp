@@ -36,7 +36,7 @@ class PbReader {
   }
   // One field: number, wire type, and its payload (varint value, or bytes for wire types 1, 2, 5).
   Status field(uint32_t* number, uint32_t* wire, uint64_t* value, const uint8_t** bytes, size_t* len, size_t* at) {
-    uint64_t key;
+    uint64_t key = 0;
     SLM_RETURN_IF_ERROR(varint(&key));
     *number = static_cast<uint32_t>(key >> 3);
     *wire = static_cast<uint32_t>(key & 7);
@@ -54,7 +54,7 @@ class PbReader {
         return Status::Ok();
       }
       case 2: {
-        uint64_t n;
+        uint64_t n = 0;
         SLM_RETURN_IF_ERROR(varint(&n));
         if (n > static_cast<uint64_t>(end_ - p_)) {
           return pb_error(fmt::format("field {} at offset {} claims {} bytes, only {} remain", *number, *at, n,
