@@ -6,6 +6,8 @@
 #include <sstream>
 #include <thread>
 
+#include "../../src/tokenizer/pre_patterns.h"
+#include "../../src/tokenizer/regex.h"
 #include "../../src/tokenizer/unicode.h"
 #include "../../src/tokenizer/utf8.h"
 #include "slm/core/mapped_file.h"
@@ -270,6 +272,29 @@ TEST(Unicode, NormalizationForms) {
   EXPECT_EQ(utf8_incomplete_tail("a\xF0\x9F"), 2u);
   EXPECT_EQ(utf8_incomplete_tail("a\xF0\x9F\x98\x80"), 0u);
   EXPECT_EQ(utf8_sanitize("a\xFF" "b"), "a\xEF\xBF\xBD" "b");
+}
+
+TEST(PreTokenizer, EveryNamedPatternCompiles) {
+  for (const char* name : {"default", "llama3", "llama-bpe", "gpt-2", "qwen2", "deepseek-llm", "deepseek-coder",
+                           "deepseek-v3", "falcon", "starcoder", "bloom", "viking", "tekken", "chameleon", "gpt-4o",
+                           "bailingmoe", "seed-coder", "smollm", "command-r"}) {
+    auto p = pre_tokenizer_patterns(name);
+    ASSERT_TRUE(p.ok()) << name;
+    for (const std::string& pat : p.value()) {
+      auto r = Regex::compile(pat);
+      EXPECT_TRUE(r.ok()) << name << ": " << r.status().to_string();
+    }
+  }
+  auto unknown = pre_tokenizer_patterns("kimi-k2");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.status().code(), Status::Code::kUnsupported);
+  // Llama 3 splits digits in threes and keeps a leading space on words.
+  auto re = Regex::compile(kLlama3Pattern);
+  ASSERT_TRUE(re.ok());
+  std::vector<std::string> parts;
+  std::string text = "I've 12345 apples\n\n";
+  for (auto [b, e] : re.value().find_all(text)) parts.push_back(text.substr(b, e - b));
+  EXPECT_EQ(parts, (std::vector<std::string>{"I", "'ve", " ", "123", "45", " apples", "\n\n"}));
 }
 
 }  // namespace
