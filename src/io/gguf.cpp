@@ -396,6 +396,13 @@ Result<TensorView> GgufFile::tensor(const std::string& name) const {
   v.shape = ti->shape;
   v.data = data_ + data_offset_ + ti->offset;
   v.nbytes = ti->nbytes;
+  // Kernels load floats and fp16 scales in place; a small general.alignment
+  // can put them at odd addresses, which is undefined behaviour to read.
+  const size_t need = (*dt == DType::kF32 || *dt == DType::kI32) ? 4 : 2;
+  if (reinterpret_cast<uintptr_t>(v.data) % need != 0)
+    return Status::Unsupported(fmt::format("{}: tensor '{}' of type {} starts at file offset {}, which is not {}-byte "
+                                           "aligned (general.alignment is {})", name_, name,
+                                           ggml_type_name(ti->ggml_type), data_offset_ + ti->offset, need, alignment_));
   return v;
 }
 

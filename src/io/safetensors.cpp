@@ -126,6 +126,11 @@ Result<TensorView> SafetensorsFile::tensor(const std::string& name) const {
   v.shape = ti->shape;
   v.data = data_ + data_offset_ + ti->begin;
   v.nbytes = ti->end - ti->begin;
+  // Kernels read elements in place: an odd address would be undefined behaviour.
+  const size_t es = v.dtype == DType::kF32 ? 4 : 2;
+  if (reinterpret_cast<uintptr_t>(v.data) % es != 0)
+    return Status::Unsupported(fmt::format("{}: tensor '{}' ({}) starts at file offset {}, not a multiple of its "
+                                           "{}-byte element size", name_, name, ti->dtype, data_offset_ + ti->begin, es));
   return v;
 }
 

@@ -59,8 +59,15 @@ const char* kGood =
     R"("b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]},"c":{"dtype":"I64","shape":[1],"data_offsets":[32,40]},)"
     R"("d":{"dtype":"F64","shape":[],"data_offsets":[40,48]},"e":{"dtype":"F16","shape":[0,5],"data_offsets":[48,48]}})";
 
+// kGood padded with spaces to a multiple of 8 bytes, as writers do, so the data is aligned.
+std::string good_header() {
+  std::string h = kGood;
+  h.resize((h.size() + 7) / 8 * 8, ' ');
+  return h;
+}
+
 TEST(Safetensors, ParsesAndRefusesNonFloatDtypes) {
-  std::vector<uint8_t> img = image(kGood, 48);
+  std::vector<uint8_t> img = image(good_header(), 48);
   auto r = SafetensorsFile::parse(img.data(), img.size(), "good");
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   const SafetensorsFile& s = *r.value();
@@ -71,7 +78,7 @@ TEST(Safetensors, ParsesAndRefusesNonFloatDtypes) {
   EXPECT_EQ(a->dtype, DType::kF32);
   EXPECT_EQ(a->shape, (std::vector<int64_t>{2, 3}));
   EXPECT_EQ(a->nbytes, 24u);
-  EXPECT_EQ(static_cast<const uint8_t*>(a->data), img.data() + 8 + std::strlen(kGood));
+  EXPECT_EQ(static_cast<const uint8_t*>(a->data), img.data() + 8 + good_header().size());
   auto b = s.tensor("b");
   ASSERT_TRUE(b.ok());
   EXPECT_EQ(b->dtype, DType::kBF16);
@@ -88,6 +95,28 @@ TEST(Safetensors, ParsesAndRefusesNonFloatDtypes) {
   EXPECT_NE(s.tensor("c").status().message().find("I64"), std::string::npos);
   EXPECT_NE(s.tensor("d").status().message().find("F64"), std::string::npos);
   EXPECT_EQ(s.tensor("zzz").status().code(), Status::Code::kNotFound);
+}
+
+TEST(Safetensors, MisalignedDataRefused) {
+  // Valid offsets, but F32 data that may sit at an address not a multiple of 4.
+  int refused = 0;
+  for (int b = 0; b < 4; ++b) {
+    const std::string h = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[)" + std::to_string(b) + "," +
+                          std::to_string(b + 4) + "]}}";
+    std::vector<uint8_t> img = image(h, 8);
+    auto r = SafetensorsFile::parse(img.data(), img.size(), "odd");
+    ASSERT_TRUE(r.ok()) << r.status().to_string();
+    auto v = r.value()->tensor("a");
+    if ((reinterpret_cast<uintptr_t>(img.data()) + 8 + h.size() + static_cast<size_t>(b)) % 4 != 0) {
+      ++refused;
+      ASSERT_FALSE(v.ok());
+      EXPECT_EQ(v.status().code(), Status::Code::kUnsupported);
+      EXPECT_NE(v.status().message().find("element size"), std::string::npos) << v.status().message();
+    } else {
+      EXPECT_TRUE(v.ok()) << v.status().to_string();
+    }
+  }
+  EXPECT_EQ(refused, 3);
 }
 
 TEST(Safetensors, WriteRoundTrip) {
@@ -238,7 +267,7 @@ TEST(SafetensorsCorrupt, SizeAndDtype) {
 }
 
 TEST(SafetensorsCorrupt, TruncatedAtEveryOffset) {
-  std::vector<uint8_t> img = image(kGood, 48);
+  std::vector<uint8_t> img = image(good_header(), 48);
   for (size_t n = 0; n < img.size(); ++n) {
     Status st = parse_copy(img.data(), n);
     ASSERT_FALSE(st.ok()) << "truncated to " << n << " was accepted";
@@ -247,7 +276,7 @@ TEST(SafetensorsCorrupt, TruncatedAtEveryOffset) {
 }
 
 TEST(SafetensorsCorrupt, RandomMutations) {
-  std::vector<uint8_t> img = image(kGood, 48);
+  std::vector<uint8_t> img = image(good_header(), 48);
   std::mt19937 rng(424242);
   int refused = 0;
   for (int it = 0; it < 2000; ++it) {
