@@ -40,7 +40,8 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> tokenizer_of(const model::ModelSou
 }  // namespace
 
 Result<std::unique_ptr<tokenizer::Tokenizer>> open_tokenizer(const std::string& path) {
-  const bool is_tokenizer_file = ends_with(path, ".json") || ends_with(path, ".model") || ends_with(path, ".tiktoken");
+  const bool is_tokenizer_file = ends_with(path, ".json") || ends_with(path, ".model") || ends_with(path, ".tiktoken") ||
+                                 ends_with(path, ".bpe");
   if (is_tokenizer_file) return tokenizer::load_tokenizer_file(path);
   auto g = io::GgufFile::open(path);
   if (g.ok()) {  // a model or a vocab-only GGUF

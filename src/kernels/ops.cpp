@@ -7,6 +7,10 @@
 
 namespace slm::kernels {
 
+namespace {
+constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+}
+
 float dot_ref(const float* a, const float* b, int64_t n) {
   float s = 0;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -16,7 +20,8 @@ float dot_ref(const float* a, const float* b, int64_t n) {
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t rows = w.rows(), cols = w.cols();
   const bool f32 = w.dtype == DType::kF32;
-#pragma omp parallel
+  // Threads only pay off past some work: a tiny matmul would wait on barriers.
+#pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
   {
     std::vector<float> row(f32 ? 0 : static_cast<size_t>(cols));
 #pragma omp for schedule(static)

@@ -48,7 +48,9 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const
   const int64_t n_tok = static_cast<int64_t>(batch.size());
   const int64_t hd = cfg_.head_dim, n_head = cfg_.n_head, group = cfg_.n_head / cfg_.n_head_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-#pragma omp parallel
+  // Threads only pay off past some work: tiny models would wait on barriers.
+  const int64_t work = n_tok * n_head * hd * (batch.back().pos + 1);
+#pragma omp parallel if (work > (int64_t{1} << 16))
   {
     std::vector<float> scores;
 #pragma omp for collapse(2) schedule(static)

@@ -10,16 +10,16 @@
 namespace slm {
 namespace {
 
-struct Run {
+struct CliRun {
   int rc;
   std::string out, err;
 };
 
-Run slm(const std::string& args, const std::string& stdin_text = "") {
+CliRun slm(const std::string& args, const std::string& stdin_text = "") {
   const std::string dir = ::testing::TempDir();
   const std::string in = dir + "/slm_cli_in.txt", err = dir + "/slm_cli_err.txt";
   std::ofstream(in) << stdin_text;
-  Run r;
+  CliRun r;
   r.rc = test::run_command(test::slm_binary() + " " + args + " < " + in + " 2> " + err, &r.out);
   std::ifstream e(err);
   r.err.assign(std::istreambuf_iterator<char>(e), {});
@@ -36,7 +36,7 @@ TEST(Run, GreedyIdsAgreeAcrossFormats) {
   std::string want;
   for (size_t i = 0; i < 40; ++i) want += (i ? " " : "") + std::to_string(ref[i]);
   for (const char* m : {"models/stories260K/stories260K.gguf", "models/stories260K/stories260K.bin", "models/stories260K-hf"}) {
-    Run r = slm("run " + data(m) + " --prompt-ids 1 -n 40 --temp 0 --print-ids --ignore-eos");
+    CliRun r = slm("run " + data(m) + " --prompt-ids 1 -n 40 --temp 0 --print-ids --ignore-eos");
     EXPECT_EQ(r.rc, 0) << m << ": " << r.err;
     EXPECT_EQ(r.out, want + "\n") << m;
   }
@@ -44,13 +44,13 @@ TEST(Run, GreedyIdsAgreeAcrossFormats) {
 
 TEST(Run, TextFromAPromptIsNotEchoed) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
-  Run r = slm("run " + data("models/stories260K/stories260K.gguf") + " -p \"Once upon a time\" -n 30 --temp 0");
+  CliRun r = slm("run " + data("models/stories260K/stories260K.gguf") + " -p \"Once upon a time\" -n 30 --temp 0");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_GT(r.out.size(), 20u);
   EXPECT_NE(r.out.rfind("Once upon a time", 0), 0u) << r.out;
   EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
   // The same text from the llama2.c file with its tokenizer beside it.
-  Run r2 = slm("run " + data("models/stories260K/stories260K.bin") + " -p \"Once upon a time\" -n 30 --temp 0");
+  CliRun r2 = slm("run " + data("models/stories260K/stories260K.bin") + " -p \"Once upon a time\" -n 30 --temp 0");
   ASSERT_EQ(r2.rc, 0) << r2.err;
   EXPECT_EQ(r.out, r2.out);
 }
@@ -58,7 +58,7 @@ TEST(Run, TextFromAPromptIsNotEchoed) {
 TEST(Run, SeedMakesSamplingRepeatable) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
   const std::string cmd = "run " + data("models/stories260K/stories260K.gguf") + " -n 40 --temp 1 --seed 7 --print-ids";
-  Run a = slm(cmd), b = slm(cmd), c = slm("run " + data("models/stories260K/stories260K.gguf") +
+  CliRun a = slm(cmd), b = slm(cmd), c = slm("run " + data("models/stories260K/stories260K.gguf") +
                                           " -n 40 --temp 1 --seed 8 --print-ids");
   ASSERT_EQ(a.rc, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
@@ -67,7 +67,7 @@ TEST(Run, SeedMakesSamplingRepeatable) {
 
 TEST(Run, NCountsGeneratedTokens) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
-  Run r = slm("run " + data("models/stories260K/stories260K.gguf") + " --prompt-ids \"1 403\" -n 5 --temp 0 --print-ids --ignore-eos");
+  CliRun r = slm("run " + data("models/stories260K/stories260K.gguf") + " --prompt-ids \"1 403\" -n 5 --temp 0 --print-ids --ignore-eos");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ' '), 4) << r.out;
 }
@@ -75,16 +75,16 @@ TEST(Run, NCountsGeneratedTokens) {
 TEST(Tokenize, ReadsStdinAndPrintsIds) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
   // The prompt ids llama2.c used for this text (testvectors/stories260K_logits.json).
-  Run r = slm("tokenize " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
+  CliRun r = slm("tokenize " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "1 403 407 261 378 432 383 286 261 376 400 428\n");
-  Run nb = slm("tokenize --no-bos " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
+  CliRun nb = slm("tokenize --no-bos " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
   EXPECT_EQ(nb.out, "403 407 261 378 432 383 286 261 376 400 428\n");
 }
 
 TEST(Info, NamesArchitectureAndTensors) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
-  Run r = slm("info " + data("models/stories260K/stories260K.gguf"));
+  CliRun r = slm("info " + data("models/stories260K/stories260K.gguf"));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.out.find("arch llama"), std::string::npos);
   EXPECT_NE(r.out.find("blk.4.ffn_down.weight"), std::string::npos);
@@ -111,7 +111,7 @@ TEST(Errors, OneLineAndNonZero) {
   for (const Case& c : cases) {
     if (c.args.find(gguf) != std::string::npos && !file_exists(gguf)) continue;
     // bash for the $'..' quoting of raw bytes
-    Run r = slm(c.args, c.stdin_text);
+    CliRun r = slm(c.args, c.stdin_text);
     EXPECT_NE(r.rc, 0) << c.args;
     EXPECT_LT(r.rc, 128) << c.args << " crashed";
     EXPECT_NE(r.err.find(c.expect), std::string::npos) << c.args << " -> " << r.err;

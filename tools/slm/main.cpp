@@ -1,5 +1,6 @@
 // slm: the command-line front end. Parsing and printing only; the work is in libslm.
 #include <CLI/CLI.hpp>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <random>
@@ -105,10 +106,13 @@ int cmd_run(RunArgs& a) {
   }
   std::printf("\n");
   if (!gs.ok()) return fail(gs);
-  std::fprintf(stderr, "slm: prompt %lld tokens, %.1f tok/s; generated %lld tokens, %.1f tok/s; stop: %s\n",
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  std::fprintf(stderr, "slm: prompt %lld tokens, %.1f tok/s; generated %lld tokens, %.1f tok/s; stop: %s; peak RSS %.1f MiB\n",
                static_cast<long long>(st.n_prompt), st.prompt_seconds > 0 ? st.n_prompt / st.prompt_seconds : 0.0,
                static_cast<long long>(st.n_generated),
-               st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, st.stop_reason.c_str());
+               st.generate_seconds > 0 ? st.n_generated / st.generate_seconds : 0.0, st.stop_reason.c_str(),
+               static_cast<double>(ru.ru_maxrss) / 1024.0);
   return 0;
 }
 
