@@ -3,6 +3,8 @@
 #include <cmath>
 #include <vector>
 
+#include "slm/core/assert.h"
+#include "slm/kernels/dispatch.h"
 #include "slm/kernels/quant.h"
 
 namespace slm::kernels {
@@ -19,20 +21,20 @@ float dot_ref(const float* a, const float* b, int64_t n) {
 
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t rows = w.rows(), cols = w.cols();
-  const bool f32 = w.dtype == DType::kF32;
-  // Threads only pay off past some work: a tiny matmul would wait on barriers.
-#pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
-  {
-    std::vector<float> row(f32 ? 0 : static_cast<size_t>(cols));
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* wr = reinterpret_cast<const float*>(w.row(r));
-      if (!f32) {
-        dequantize_row_ref(w.dtype, w.row(r), row.data(), cols);
-        wr = row.data();
-      }
-      for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = dot_ref(wr, x + t * cols, cols);
-    }
+  const WeightKernels& k = kernels().of(w.dtype);
+  SLM_ASSERT(k.vec_dot != nullptr);  // ModelSource refuses weight types without kernels
+  // Convert the activations once into the format the weight type dots with.
+  const int64_t ab = act_row_bytes(k.act_type, cols);
+  std::vector<uint8_t> act(static_cast<size_t>(ab * n_tok));
+  const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(k.act_type)];
+  for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.data() + t * ab, cols);
+  // Each weight row is read once and dotted with every token (rows split over
+  // threads, so a result never depends on the thread count). Threads only pay
+  // off past some work: a tiny matmul would wait on barriers.
+#pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* wr = w.row(r);
+    for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, wr, act.data() + t * ab);
   }
 }
 

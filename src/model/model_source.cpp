@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "slm/kernels/dispatch.h"
+
 namespace slm::model {
 
 namespace fs = std::filesystem;
@@ -360,6 +362,9 @@ Status ModelSource::bind_weights() {
     }
     if (plain && out->dtype != DType::kF32 && out->dtype != DType::kF16 && out->dtype != DType::kBF16)
       return Status::Unsupported(fmt::format("tensor '{}' is {}; norms and biases must be F32, F16 or BF16", name,
+                                             dtype_name(out->dtype)));
+    if (!plain && kernels::kernels().of(out->dtype).vec_dot == nullptr)
+      return Status::Unsupported(fmt::format("tensor '{}' is {}, which has no matmul kernel yet", name,
                                              dtype_name(out->dtype)));
     return Status::Ok();
   };

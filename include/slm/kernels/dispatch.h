@@ -1,0 +1,67 @@
+// Kernel dispatch: the dot products of one weight row with one activation row,
+// per weight type, in a scalar reference version and SIMD versions (AVX2,
+// AVX-512) chosen at run time from the CPU's features, so one binary runs on
+// any x86-64. SLM_ISA=ref|avx2|avx512 in the environment forces a choice
+// (capped at what the CPU has).
+//
+// Activations are converted once per matmul into the format each weight type
+// dots with (act_type below): F32 for float weights; 32-element int8 blocks
+// (ActQ8x32) for Q8_0/Q4_0/Q4_1/Q5_0; 256-element blocks (ActQ8x256) for the
+// k-quants. Thread-safe: the tables are immutable after first use.
+#pragma once
+
+#include <cstdint>
+
+#include "slm/core/dtype.h"
+
+namespace slm::kernels {
+
+enum class Isa { kRef, kAvx2, kAvx512 };
+const char* isa_name(Isa isa);
+// The best ISA this CPU runs (after SLM_ISA).
+Isa best_isa();
+
+// int8 activations for 32-element weight blocks: x ~= d * qs, sum = sum(qs).
+struct ActQ8x32 {
+  float d;
+  int32_t sum;
+  int8_t qs[32];
+};
+static_assert(sizeof(ActQ8x32) == 40);
+
+// int8 activations for 256-element k-quant blocks; bsums: sums of 16 quants each.
+struct ActQ8x256 {
+  float d;
+  int8_t qs[256];
+  int16_t bsums[16];
+};
+static_assert(sizeof(ActQ8x256) == 292);
+
+enum class ActType { kF32, kQ8x32, kQ8x256 };
+
+// dot(w_row, act_row) over n elements; w_row in the weight type's layout, act_row in its act_type's.
+using VecDotFn = float (*)(int64_t n, const void* w, const void* act);
+// Converts n floats to the activation format.
+using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
+
+struct WeightKernels {
+  ActType act_type = ActType::kF32;
+  VecDotFn vec_dot = nullptr;  // null: the type has no kernel (callers refuse it by name)
+};
+
+struct KernelSet {
+  Isa isa;
+  WeightKernels weights[static_cast<int>(DType::kCount)];
+  QuantizeActFn quantize_act[3];  // by ActType
+  const WeightKernels& of(DType t) const { return weights[static_cast<int>(t)]; }
+};
+
+// The kernels for an ISA (ISAs the CPU lacks fall back to the best it has).
+const KernelSet& kernel_set(Isa isa);
+// The kernels for best_isa().
+const KernelSet& kernels();
+
+// Bytes of one activation row of n elements in a format.
+int64_t act_row_bytes(ActType t, int64_t n);
+
+}  // namespace slm::kernels

@@ -1,0 +1,98 @@
+#include "slm/kernels/dispatch.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "simd.h"
+#include "slm/core/assert.h"
+
+namespace slm::kernels {
+
+namespace {
+
+void quantize_act_f32(const float* x, void* act, int64_t n) { std::memcpy(act, x, static_cast<size_t>(n) * 4); }
+
+bool cpu_has(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return true;
+    case Isa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    case Isa::kAvx512:
+      return cpu_has(Isa::kAvx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+#define SLM_FILL_ISA(ks, isa)                                                              \
+  do {                                                                                     \
+    ks.weights[static_cast<int>(DType::kF32)] = {ActType::kF32, vec_dot_f32_##isa};         \
+    ks.weights[static_cast<int>(DType::kF16)] = {ActType::kF32, vec_dot_f16_##isa};         \
+    ks.weights[static_cast<int>(DType::kBF16)] = {ActType::kF32, vec_dot_bf16_##isa};       \
+    ks.weights[static_cast<int>(DType::kQ8_0)] = {ActType::kQ8x32, vec_dot_q8_0_##isa};     \
+    ks.weights[static_cast<int>(DType::kQ4_0)] = {ActType::kQ8x32, vec_dot_q4_0_##isa};     \
+    ks.weights[static_cast<int>(DType::kQ4_1)] = {ActType::kQ8x32, vec_dot_q4_1_##isa};     \
+    ks.weights[static_cast<int>(DType::kQ5_0)] = {ActType::kQ8x32, vec_dot_q5_0_##isa};     \
+    ks.quantize_act[static_cast<int>(ActType::kF32)] = quantize_act_f32;                   \
+    ks.quantize_act[static_cast<int>(ActType::kQ8x32)] = quantize_act_q8x32_##isa;         \
+  } while (0)
+
+KernelSet make_set(Isa isa) {
+  KernelSet ks{};
+  ks.isa = isa;
+  switch (isa) {
+    case Isa::kRef: SLM_FILL_ISA(ks, ref); break;
+    case Isa::kAvx2: SLM_FILL_ISA(ks, avx2); break;
+    case Isa::kAvx512: SLM_FILL_ISA(ks, avx512); break;
+  }
+  return ks;
+}
+
+#undef SLM_FILL_ISA
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kRef: return "ref";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+Isa best_isa() {
+  static const Isa best = [] {
+    Isa b = cpu_has(Isa::kAvx512) ? Isa::kAvx512 : cpu_has(Isa::kAvx2) ? Isa::kAvx2 : Isa::kRef;
+    if (const char* env = std::getenv("SLM_ISA")) {
+      Isa want = b;
+      if (std::strcmp(env, "ref") == 0) want = Isa::kRef;
+      else if (std::strcmp(env, "avx2") == 0) want = Isa::kAvx2;
+      else if (std::strcmp(env, "avx512") == 0) want = Isa::kAvx512;
+      if (static_cast<int>(want) < static_cast<int>(b)) b = want;
+    }
+    return b;
+  }();
+  return best;
+}
+
+const KernelSet& kernel_set(Isa isa) {
+  static const KernelSet kSets[] = {make_set(Isa::kRef), make_set(cpu_has(Isa::kAvx2) ? Isa::kAvx2 : Isa::kRef),
+                                    make_set(cpu_has(Isa::kAvx512) ? Isa::kAvx512
+                                             : cpu_has(Isa::kAvx2) ? Isa::kAvx2 : Isa::kRef)};
+  return kSets[static_cast<int>(isa)];
+}
+
+const KernelSet& kernels() { return kernel_set(best_isa()); }
+
+int64_t act_row_bytes(ActType t, int64_t n) {
+  switch (t) {
+    case ActType::kF32: return n * 4;
+    case ActType::kQ8x32: return n / 32 * static_cast<int64_t>(sizeof(ActQ8x32));
+    case ActType::kQ8x256: return n / 256 * static_cast<int64_t>(sizeof(ActQ8x256));
+  }
+  SLM_ASSERT(false);
+  return 0;
+}
+
+}  // namespace slm::kernels

@@ -1,0 +1,27 @@
+// Internal: the SIMD kernels each ISA file defines, for dispatch.cpp.
+// ISA files (*_avx2.cpp, *_avx512.cpp) are compiled with their own flags and
+// must not define inline or template code shared with other files (the linker
+// could pick their copy for a CPU without the ISA): plain functions only.
+#pragma once
+
+#include <cstdint>
+
+namespace slm::kernels {
+
+#define SLM_DECLARE_ISA_KERNELS(isa)                                         \
+  float vec_dot_f32_##isa(int64_t n, const void* w, const void* act);      \
+  float vec_dot_f16_##isa(int64_t n, const void* w, const void* act);      \
+  float vec_dot_bf16_##isa(int64_t n, const void* w, const void* act);     \
+  float vec_dot_q8_0_##isa(int64_t n, const void* w, const void* act);     \
+  float vec_dot_q4_0_##isa(int64_t n, const void* w, const void* act);     \
+  float vec_dot_q4_1_##isa(int64_t n, const void* w, const void* act);     \
+  float vec_dot_q5_0_##isa(int64_t n, const void* w, const void* act);     \
+  void quantize_act_q8x32_##isa(const float* x, void* act, int64_t n);
+
+SLM_DECLARE_ISA_KERNELS(ref)
+SLM_DECLARE_ISA_KERNELS(avx2)
+SLM_DECLARE_ISA_KERNELS(avx512)
+
+#undef SLM_DECLARE_ISA_KERNELS
+
+}  // namespace slm::kernels

@@ -1,0 +1,196 @@
+// AVX2 + FMA + F16C dot products (compiled with -mavx2 -mfma -mf16c).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "simd.h"
+#include "slm/kernels/dispatch.h"
+#include "slm/kernels/quant.h"
+
+namespace slm::kernels {
+
+namespace {
+
+float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
+
+// Sum of u8 x s8 products of 32 bytes as 8 int32 lanes.
+__m256i dot_u8s8(__m256i u, __m256i s) {
+  const __m256i p16 = _mm256_maddubs_epi16(u, s);
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// 16 packed bytes -> 32 nibbles: low nibbles in bytes 0..15, high in 16..31.
+__m256i unpack_nibbles(const uint8_t* qs) {
+  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m = _mm_set1_epi8(0x0f);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
+}
+
+// The 32 bits of qh as 32 bytes of 0x10 or 0.
+__m256i fifth_bits(const uint8_t* qh_bytes) {
+  uint32_t qh;
+  std::memcpy(&qh, qh_bytes, 4);
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(qh)), shuf);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+}  // namespace
+
+float vec_dot_f32_avx2(int64_t n, const void* w, const void* act) {
+  const auto* a = static_cast<const float*>(w);
+  const auto* b = static_cast<const float*>(act);
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps(), s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+float vec_dot_f16_avx2(int64_t n, const void* w, const void* act) {
+  const auto* a = static_cast<const uint16_t*>(w);
+  const auto* b = static_cast<const float*>(act);
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))),
+                         _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i + 8))),
+                         _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))),
+                         _mm256_loadu_ps(b + i), s0);
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += half_to_float(a[i]) * b[i];
+  return s;
+}
+
+float vec_dot_bf16_avx2(int64_t n, const void* w, const void* act) {
+  const auto* a = static_cast<const uint16_t*>(w);
+  const auto* b = static_cast<const float*>(act);
+  __m256 s0 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    s0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), _mm256_loadu_ps(b + i), s0);
+  }
+  float s = hsum(s0);
+  for (; i < n; ++i) {
+    uint32_t u = static_cast<uint32_t>(a[i]) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    s += f * b[i];
+  }
+  return s;
+}
+
+float vec_dot_q8_0_avx2(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ8_0*>(w);
+  const auto* y = static_cast<const ActQ8x32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
+    // |x| * (y with x's sign): maddubs needs one unsigned operand.
+    const __m256i d = dot_u8s8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * y[b].d), _mm256_cvtepi32_ps(d), acc);
+  }
+  return hsum(acc);
+}
+
+float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ4_0*>(w);
+  const auto* y = static_cast<const ActQ8x32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  float corr = 0;  // the -8 offset, folded in through the activation sums
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
+    const __m256i d = dot_u8s8(unpack_nibbles(x[b].qs), qy);
+    const float s = half_to_float(x[b].d) * y[b].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(d), acc);
+    corr += s * static_cast<float>(8 * y[b].sum);
+  }
+  return hsum(acc) - corr;
+}
+
+float vec_dot_q4_1_avx2(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ4_1*>(w);
+  const auto* y = static_cast<const ActQ8x32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  float mins = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
+    const __m256i d = dot_u8s8(unpack_nibbles(x[b].qs), qy);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * y[b].d), _mm256_cvtepi32_ps(d), acc);
+    mins += half_to_float(x[b].m) * y[b].d * static_cast<float>(y[b].sum);
+  }
+  return hsum(acc) + mins;
+}
+
+float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ5_0*>(w);
+  const auto* y = static_cast<const ActQ8x32*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  float corr = 0;
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const __m256i q = _mm256_or_si256(unpack_nibbles(x[b].qs), fifth_bits(x[b].qh));
+    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
+    const __m256i d = dot_u8s8(q, qy);
+    const float s = half_to_float(x[b].d) * y[b].d;
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(d), acc);
+    corr += s * static_cast<float>(16 * y[b].sum);
+  }
+  return hsum(acc) - corr;
+}
+
+void quantize_act_q8x32_avx2(const float* x, void* act, int64_t n) {
+  auto* y = static_cast<ActQ8x32*>(act);
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* p = x + b * 32;
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(p + 8 * k);
+      amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign_mask, v[k]));
+    }
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    const float d = _mm_cvtss_f32(m) / 127.0f;
+    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) q[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], id));  // round half to even
+    const __m256i sum32 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum32), _mm256_extracti128_si256(sum32, 1));
+    s = _mm_hadd_epi32(s, s);
+    s = _mm_hadd_epi32(s, s);
+    // Pack 32 int32 -> 32 int8 in order (packs interleave 128-bit lanes: fix with a permute).
+    const __m256i p16a = _mm256_packs_epi32(q[0], q[1]);
+    const __m256i p16b = _mm256_packs_epi32(q[2], q[3]);
+    __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), p8);
+    y[b].d = d;
+    y[b].sum = _mm_cvtsi128_si32(s);
+  }
+}
+
+}  // namespace slm::kernels
