@@ -104,6 +104,7 @@ TEST(ModelSource, BF16Safetensors) {
 
 TEST(ModelSource, MissingPaths) {
   EXPECT_REFUSED(open_status("/nonexistent/slm/model.gguf"), Status::Code::kNotFound, "no model at");
+  REQUIRE_STORIES();
   TempDir d;
   d.write("config.json", stories_config().dump());
   EXPECT_REFUSED(open_status(d.str()), Status::Code::kNotFound, "no model.safetensors");
