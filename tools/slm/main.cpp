@@ -7,6 +7,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "slm/core/progress.h"
+#include "slm/engine/bench.h"
 #include "slm/engine/session.h"
 #include "slm/model/synthetic.h"
 
@@ -189,6 +191,15 @@ int cmd_gen_model(GenArgs& g, CLI::App& sub) {
   return 0;
 }
 
+int cmd_bench(const std::string& model, const slm::engine::BenchOptions& opt, bool json) {
+  slm::Progress bar("bench", static_cast<int64_t>(opt.reps) * 2, "runs");
+  auto r = slm::engine::run_bench(model, opt, [&](int done, int) { bar.update(done); });
+  bar.finish();
+  if (!r.ok()) return fail(r.status());
+  std::printf("%s\n", json ? r->to_json().c_str() : r->to_text().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -239,6 +250,17 @@ int main(int argc, char** argv) {
   gen->add_option("--seed", ga.spec.seed, "Random seed");
   gen->add_option("--out", ga.out, "Output .gguf")->required();
 
+  std::string bench_model;
+  slm::engine::BenchOptions bo;
+  bool bench_json = false;
+  CLI::App* bench = app.add_subcommand("bench", "Measure prompt and generation speed, memory and bandwidth use");
+  bench->add_option("model", bench_model, "Model file or folder")->required();
+  bench->add_option("-p,--n-prompt", bo.n_prompt, "Prompt tokens (one batch)")->check(CLI::Range(1, 1 << 16));
+  bench->add_option("-n,--n-gen", bo.n_gen, "Generated tokens")->check(CLI::Range(1, 1 << 16));
+  bench->add_option("--reps", bo.reps, "Repetitions (median and spread reported)")->check(CLI::Range(1, 1000));
+  bench->add_option("-t,--threads", bo.n_threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  bench->add_flag("--json", bench_json, "Print one JSON object");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -255,5 +277,6 @@ int main(int argc, char** argv) {
   if (*tokenize) return cmd_tokenize(tok_model, no_bos);
   if (*info) return cmd_info(info_model);
   if (*gen) return cmd_gen_model(ga, *gen);
+  if (*bench) return cmd_bench(bench_model, bo, bench_json);
   return 2;
 }

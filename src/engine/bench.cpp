@@ -1,0 +1,145 @@
+#include "slm/engine/bench.h"
+
+#include <omp.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <vector>
+
+#include "slm/kernels/dispatch.h"
+#include "slm/model/kv_cache.h"
+#include "slm/model/llama.h"
+#include "slm/model/model_source.h"
+
+namespace slm::engine {
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+struct Spread {
+  double median, min, max;
+};
+
+Spread spread(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  const double med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return {med, v.front(), v.back()};
+}
+
+double peak_rss_mib() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+}
+
+}  // namespace
+
+double probe_read_gbps(int32_t n_threads) {
+  // 256 MiB: eight times the largest L3 we expect; every page touched first.
+  const int64_t n = int64_t{64} << 20;
+  std::vector<float> buf(static_cast<size_t>(n), 1.0f);
+  const kernels::VecDotFn dot = kernels::kernels().of(DType::kF32).vec_dot;
+  const int threads = n_threads > 0 ? n_threads : omp_get_max_threads();
+  double best = 0;
+  volatile float sink = 0;
+  for (int pass = 0; pass < 5; ++pass) {
+    const double t0 = now();
+    float total = 0;
+#pragma omp parallel for num_threads(threads) reduction(+ : total) schedule(static)
+    for (int64_t c = 0; c < n; c += 1 << 16) {
+      // dot(x, x) over one chunk: the same address twice reads memory once.
+      total += dot(std::min<int64_t>(1 << 16, n - c), buf.data() + c, buf.data() + c);
+    }
+    const double dt = now() - t0;
+    sink = sink + total;
+    best = std::max(best, static_cast<double>(n) * 4 / dt / 1e9);
+  }
+  return best;
+}
+
+std::string BenchResult::to_json() const {
+  return fmt::format(
+      "{{\"model\": \"{}\", \"isa\": \"{}\", \"threads\": {}, \"pp_tps\": {:.2f}, \"pp_tps_min\": {:.2f}, "
+      "\"pp_tps_max\": {:.2f}, \"tg_tps\": {:.2f}, \"tg_tps_min\": {:.2f}, \"tg_tps_max\": {:.2f}, "
+      "\"weight_mib_per_token\": {:.2f}, \"tg_gbps\": {:.2f}, \"read_gbps\": {:.2f}, \"tg_vs_read\": {:.3f}, "
+      "\"peak_rss_mib\": {:.1f}, \"model_mib\": {:.1f}, \"kv_mib\": {:.1f}}}",
+      model, isa, n_threads, pp_tps, pp_tps_min, pp_tps_max, tg_tps, tg_tps_min, tg_tps_max,
+      weight_bytes_per_token / (1 << 20), tg_gbps, read_gbps, read_gbps > 0 ? tg_gbps / read_gbps : 0.0, peak_rss_mib,
+      model_mib, kv_mib);
+}
+
+std::string BenchResult::to_text() const {
+  return fmt::format(
+      "model        {}\n"
+      "kernels      {}, {} threads\n"
+      "prompt       {:.1f} tok/s (min {:.1f}, max {:.1f})\n"
+      "generation   {:.1f} tok/s (min {:.1f}, max {:.1f})\n"
+      "weights read {:.1f} MiB/token -> {:.2f} GB/s, {:.0f}% of the {:.2f} GB/s read bandwidth measured now\n"
+      "memory       peak RSS {:.1f} MiB (weights {:.1f} MiB, KV cache {:.1f} MiB)\n",
+      model, isa, n_threads, pp_tps, pp_tps_min, pp_tps_max, tg_tps, tg_tps_min, tg_tps_max,
+      weight_bytes_per_token / (1 << 20), tg_gbps, read_gbps > 0 ? 100 * tg_gbps / read_gbps : 0.0, read_gbps,
+      peak_rss_mib, model_mib, kv_mib);
+}
+
+Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions& opt,
+                              const std::function<void(int, int)>& progress) {
+  if (opt.n_prompt < 1 || opt.n_gen < 1 || opt.reps < 1)
+    return Status::InvalidArgument(fmt::format("[bench] -p {}, -n {}, --reps {}: each must be at least 1", opt.n_prompt,
+                                               opt.n_gen, opt.reps));
+  if (opt.n_threads > 0) omp_set_num_threads(opt.n_threads);
+  SLM_ASSIGN_OR_RETURN(auto src, model::ModelSource::open(model_path));
+  const model::ModelConfig& c = src->config();
+  const int64_t n_ctx = opt.n_prompt + opt.n_gen;
+  if (n_ctx > (int64_t{1} << 20)) return Status::InvalidArgument("[bench] -p + -n is too large");
+  model::Model m(c, src->weights());
+  model::KvCache kv(c, 0, c.n_layer, 1, n_ctx);
+
+  BenchResult r;
+  r.model = model_path;
+  r.isa = kernels::isa_name(kernels::best_isa());
+  r.n_threads = opt.n_threads > 0 ? opt.n_threads : omp_get_max_threads();
+  const model::Weights& w = src->weights();
+  double per_token = 0;
+  for (const auto& L : w.layers)
+    for (const TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down, &L.attn_norm, &L.ffn_norm})
+      per_token += static_cast<double>(t->nbytes);
+  per_token += static_cast<double>(w.output.nbytes + w.output_norm.nbytes);
+  r.weight_bytes_per_token = per_token;
+  r.model_mib = (per_token + (c.tied_output ? 0 : static_cast<double>(w.token_embd.nbytes))) / (1 << 20);
+  r.kv_mib = static_cast<double>(kv.bytes()) / (1 << 20);
+
+  std::mt19937 rng(static_cast<uint32_t>(opt.seed));
+  std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.n_vocab - 1));
+  std::vector<double> pp, tg;
+  std::vector<float> logits;
+  const int total = opt.reps * 2;
+  for (int rep = 0; rep < opt.reps; ++rep) {
+    std::vector<model::BatchToken> batch;
+    for (int32_t i = 0; i < opt.n_prompt; ++i) batch.push_back({tok(rng), i, 0, i + 1 == opt.n_prompt});
+    double t0 = now();
+    SLM_RETURN_IF_ERROR(m.forward(batch, kv, &logits));
+    pp.push_back(opt.n_prompt / (now() - t0));
+    if (progress) progress(rep * 2 + 1, total);
+
+    t0 = now();
+    for (int32_t i = 0; i < opt.n_gen; ++i) {
+      const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      SLM_RETURN_IF_ERROR(m.forward({{next, opt.n_prompt + i, 0, true}}, kv, &logits));
+    }
+    tg.push_back(opt.n_gen / (now() - t0));
+    if (progress) progress(rep * 2 + 2, total);
+  }
+  const Spread p = spread(pp), g = spread(tg);
+  r.pp_tps = p.median; r.pp_tps_min = p.min; r.pp_tps_max = p.max;
+  r.tg_tps = g.median; r.tg_tps_min = g.min; r.tg_tps_max = g.max;
+  r.tg_gbps = per_token * r.tg_tps / 1e9;
+  r.peak_rss_mib = peak_rss_mib();  // before the probe's buffer
+  r.read_gbps = probe_read_gbps(r.n_threads);
+  return r;
+}
+
+}  // namespace slm::engine
