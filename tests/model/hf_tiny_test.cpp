@@ -40,6 +40,7 @@ TEST_P(HfTiny, LogitsMatchTransformersAtEveryPosition) {
       for (int64_t v = 0; v < c.n_vocab; ++v)
         max_diff = std::max(max_diff, std::fabs(logits[p * c.n_vocab + v] - ref["logits"][s][p][v].get<double>()));
   }
+  std::printf("[ diff ] %s: max |logit - reference| = %.3g\n", GetParam(), max_diff);
   EXPECT_LT(max_diff, 1e-4) << GetParam();
 }
 

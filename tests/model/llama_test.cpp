@@ -72,6 +72,7 @@ TEST_P(Stories, LogitsMatchLlama2c) {
   double max_diff = 0;
   for (size_t p = 0; p < rows.size(); ++p)
     for (size_t v = 0; v < 512; ++v) max_diff = std::max(max_diff, std::fabs(logits[p * 512 + v] - rows[p][v].get<double>()));
+  std::printf("[ diff ] %s: max |logit - reference| = %.3g\n", GetParam(), max_diff);
   EXPECT_LT(max_diff, 1e-4) << GetParam();
 }
 
@@ -101,6 +102,7 @@ TEST(TinyRandomLlama2, Bf16LogitsMatchNumpyReference) {
   for (size_t p = 0; p < ids.size(); ++p)
     for (int64_t v = 0; v < V; ++v)
       max_diff = std::max(max_diff, std::fabs(logits[p * V + v] - ref["logits"][p][v].get<double>()));
+  std::printf("[ diff ] tiny-random-llama-2: max |logit - reference| = %.3g\n", max_diff);
   EXPECT_LT(max_diff, 1e-4);
   EXPECT_EQ(greedy(**src, ids, 20), ref["greedy"].get<std::vector<int32_t>>());
 }
