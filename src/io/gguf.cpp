@@ -160,6 +160,11 @@ std::optional<DType> dtype_from_ggml(uint32_t t) {
     case kGgmlQ4_0: return DType::kQ4_0;
     case kGgmlQ4_1: return DType::kQ4_1;
     case kGgmlQ5_0: return DType::kQ5_0;
+    case kGgmlQ2_K: return DType::kQ2_K;
+    case kGgmlQ3_K: return DType::kQ3_K;
+    case kGgmlQ4_K: return DType::kQ4_K;
+    case kGgmlQ5_K: return DType::kQ5_K;
+    case kGgmlQ6_K: return DType::kQ6_K;
     case kGgmlI32: return DType::kI32;
     default: return std::nullopt;
   }
@@ -174,6 +179,11 @@ uint32_t ggml_from_dtype(DType t) {
     case DType::kQ4_0: return kGgmlQ4_0;
     case DType::kQ4_1: return kGgmlQ4_1;
     case DType::kQ5_0: return kGgmlQ5_0;
+    case DType::kQ2_K: return kGgmlQ2_K;
+    case DType::kQ3_K: return kGgmlQ3_K;
+    case DType::kQ4_K: return kGgmlQ4_K;
+    case DType::kQ5_K: return kGgmlQ5_K;
+    case DType::kQ6_K: return kGgmlQ6_K;
     case DType::kI32: return kGgmlI32;
     case DType::kCount: break;
   }
@@ -388,7 +398,7 @@ Result<TensorView> GgufFile::tensor(const std::string& name) const {
   auto dt = dtype_from_ggml(ti->ggml_type);
   if (!dt)
     return Status::Unsupported(fmt::format("{}: tensor '{}' has type {}, which slm cannot compute with yet "
-                                           "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0)",
+                                           "(supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)",
                                            name_, name, ggml_type_name(ti->ggml_type)));
   TensorView v;
   v.name = ti->name;

@@ -5,6 +5,7 @@
 
 #include "simd.h"
 #include "slm/core/assert.h"
+#include "slm/kernels/quant_k.h"
 
 namespace slm::kernels {
 
@@ -45,6 +46,13 @@ KernelSet make_set(Isa isa) {
     case Isa::kAvx2: SLM_FILL_ISA(ks, avx2); break;
     case Isa::kAvx512: SLM_FILL_ISA(ks, avx512); break;
   }
+  // k-quants (quant_k.h): scalar references unless an ISA has its own below.
+  ks.weights[static_cast<int>(DType::kQ2_K)] = {ActType::kQ8x256, vec_dot_q2_K_q8x256_ref};
+  ks.weights[static_cast<int>(DType::kQ3_K)] = {ActType::kQ8x256, vec_dot_q3_K_q8x256_ref};
+  ks.weights[static_cast<int>(DType::kQ4_K)] = {ActType::kQ8x256, vec_dot_q4_K_q8x256_ref};
+  ks.weights[static_cast<int>(DType::kQ5_K)] = {ActType::kQ8x256, vec_dot_q5_K_q8x256_ref};
+  ks.weights[static_cast<int>(DType::kQ6_K)] = {ActType::kQ8x256, vec_dot_q6_K_q8x256_ref};
+  ks.quantize_act[static_cast<int>(ActType::kQ8x256)] = quantize_act_q8x256_ref;
   return ks;
 }
 

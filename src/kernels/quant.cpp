@@ -5,6 +5,7 @@
 
 #include "slm/core/assert.h"
 #include "slm/core/half.h"
+#include "slm/kernels/quant_k.h"
 
 namespace slm::kernels {
 
@@ -66,6 +67,11 @@ void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n) {
       }
       return;
     }
+    case DType::kQ2_K: dequantize_row_q2_K_ref(static_cast<const BlockQ2_K*>(src), dst, n); return;
+    case DType::kQ3_K: dequantize_row_q3_K_ref(static_cast<const BlockQ3_K*>(src), dst, n); return;
+    case DType::kQ4_K: dequantize_row_q4_K_ref(static_cast<const BlockQ4_K*>(src), dst, n); return;
+    case DType::kQ5_K: dequantize_row_q5_K_ref(static_cast<const BlockQ5_K*>(src), dst, n); return;
+    case DType::kQ6_K: dequantize_row_q6_K_ref(static_cast<const BlockQ6_K*>(src), dst, n); return;
     case DType::kI32: {
       const auto* s = static_cast<const int32_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(s[i]);

@@ -150,7 +150,7 @@ GgufWriter full_writer() {
   w.add_tensor("t.q8_0", kGgmlQ8_0, {128}, q8);
   w.add_tensor("t.q4_0", kGgmlQ4_0, {1, 1, 128}, q4);
   w.add_tensor("t.i32", kGgmlI32, {3}, std::vector<uint8_t>(12, 7));
-  w.add_tensor("t.q4_k", kGgmlQ4_K, {2, 256}, std::vector<uint8_t>(2 * 144, 1));
+  w.add_tensor("t.q5_1", kGgmlQ5_1, {2, 256}, std::vector<uint8_t>(2 * 8 * 24, 1));
   return w;
 }
 
@@ -261,11 +261,11 @@ TEST(Gguf, RoundTripEveryValueTypeAndTensors) {
     EXPECT_EQ(i32->dtype, DType::kI32);
     EXPECT_EQ(static_cast<const uint8_t*>(i32->data)[11], 7);
     // A known type we do not compute with: listed, refused by name.
-    auto qk = g.tensor("t.q4_k");
+    auto qk = g.tensor("t.q5_1");
     ASSERT_FALSE(qk.ok());
     EXPECT_EQ(qk.status().code(), Status::Code::kUnsupported);
-    EXPECT_NE(qk.status().message().find("Q4_K"), std::string::npos) << qk.status().message();
-    EXPECT_EQ(g.find_tensor("t.q4_k")->nbytes, 288u);
+    EXPECT_NE(qk.status().message().find("Q5_1"), std::string::npos) << qk.status().message();
+    EXPECT_EQ(g.find_tensor("t.q5_1")->nbytes, 384u);
     auto none = g.tensor("nope");
     EXPECT_EQ(none.status().code(), Status::Code::kNotFound);
   }
@@ -594,9 +594,9 @@ TEST_F(GgufCorrupt, UnknownGgmlType) {
 }
 
 TEST_F(GgufCorrupt, OffsetPastEnd) {
-  const size_t at = after_string(img_, "t.q4_k") + 4 + 2 * 8 + 4;
+  const size_t at = after_string(img_, "t.q5_1") + 4 + 2 * 8 + 4;
   poke<uint64_t>(img_, at, 1 << 20);
-  EXPECT_REFUSED(parse_copy(img_), "t.q4_k");
+  EXPECT_REFUSED(parse_copy(img_), "t.q5_1");
   poke<uint64_t>(img_, at, ~uint64_t(0) - 31);  // aligned, and offset + size wraps
   EXPECT_REFUSED(parse_copy(img_), "spans");
 }

@@ -71,9 +71,12 @@ TEST_P(QuantRef, DequantizedWeightsMatchF32) {
 
 INSTANTIATE_TEST_SUITE_P(Types, QuantRef,
                          // Bounds a little above what was measured (F16 4.3e-8, BF16 2.8e-6, Q8_0 5.3e-5,
-                         // Q5_0 3.4e-3, Q4_0 1.34e-2, Q4_1 8.8e-3): a wrong nibble or bit order gives ~1.
+                         // Q5_0 3.4e-3, Q4_0 1.34e-2, Q4_1 8.8e-3, Q2_K 0.118, Q3_K 3.37e-2, Q4_K 7.5e-3,
+                         // Q5_K 1.92e-3, Q6_K 5.2e-4): a wrong nibble or bit order gives ~1.
                          ::testing::Values(Case{"F16", 1e-7}, Case{"BF16", 5e-6}, Case{"Q8_0", 7e-5},
-                                           Case{"Q5_0", 4e-3}, Case{"Q4_0", 1.6e-2}, Case{"Q4_1", 1.1e-2}),
+                                           Case{"Q5_0", 4e-3}, Case{"Q4_0", 1.6e-2}, Case{"Q4_1", 1.1e-2},
+                                           Case{"Q2_K", 0.13}, Case{"Q3_K", 4e-2}, Case{"Q4_K", 9e-3},
+                                           Case{"Q5_K", 2.3e-3}, Case{"Q6_K", 6.5e-4}),
                          [](const ::testing::TestParamInfo<Case>& i) { return std::string(i.param.type); });
 
 }  // namespace

@@ -9,7 +9,11 @@
 
 namespace slm {
 
-enum class DType : uint8_t { kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ5_0, kI32, kCount };
+enum class DType : uint8_t {
+  kF32, kF16, kBF16, kQ8_0, kQ4_0, kQ4_1, kQ5_0,
+  kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K,  // 256-element super-blocks (kernels/quant_k.h)
+  kI32, kCount
+};
 
 struct DTypeInfo {
   std::string_view name;
