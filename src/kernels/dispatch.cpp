@@ -55,10 +55,14 @@ KernelSet make_set(Isa isa) {
   ks.weights[static_cast<int>(DType::kQ6_K)] = {ActType::kQ8x256, vec_dot_q6_K_q8x256_ref};
   ks.quantize_act[static_cast<int>(ActType::kQ8x256)] = quantize_act_q8x256_ref;
   if (isa == Isa::kAvx2) {
+    ks.weights[static_cast<int>(DType::kQ2_K)].vec_dot = vec_dot_q2_K_avx2;
+    ks.weights[static_cast<int>(DType::kQ3_K)].vec_dot = vec_dot_q3_K_avx2;
     ks.weights[static_cast<int>(DType::kQ4_K)].vec_dot = vec_dot_q4_K_avx2;
     ks.weights[static_cast<int>(DType::kQ5_K)].vec_dot = vec_dot_q5_K_avx2;
     ks.weights[static_cast<int>(DType::kQ6_K)].vec_dot = vec_dot_q6_K_avx2;
   } else if (isa == Isa::kAvx512) {
+    ks.weights[static_cast<int>(DType::kQ2_K)].vec_dot = vec_dot_q2_K_avx512;
+    ks.weights[static_cast<int>(DType::kQ3_K)].vec_dot = vec_dot_q3_K_avx512;
     ks.weights[static_cast<int>(DType::kQ4_K)].vec_dot = vec_dot_q4_K_avx512;
     ks.weights[static_cast<int>(DType::kQ5_K)].vec_dot = vec_dot_q5_K_avx512;
     ks.weights[static_cast<int>(DType::kQ6_K)].vec_dot = vec_dot_q6_K_avx512;

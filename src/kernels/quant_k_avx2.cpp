@@ -60,7 +60,85 @@ __m256i scaled_dots_k4(const uint8_t sc[8], const int8_t* aq, QuantsOf quants_of
   return sumi;
 }
 
+// Q3_K's 16 6-bit scales (unpack_scales_q3_K), minus 32: int8 -32..31.
+__m128i unpack_q3_scales(const uint8_t* p) {
+  // By words, in registers (bytes stored one by one and reloaded as a vector
+  // would stall store forwarding): scale i = low nibble of byte i % 8 (i / 8
+  // picks the nibble) | bits 2(i / 4)..+1 of byte 8 + i % 4, shifted to 4..5.
+  uint32_t w[3];
+  std::memcpy(w, p, 12);
+  const uint32_t lo = 0x0f0f0f0f, hi = 0x03030303;
+  const __m128i sc = _mm_set_epi32(static_cast<int>(((w[1] >> 4) & lo) | (((w[2] >> 6) & hi) << 4)),
+                                   static_cast<int>(((w[0] >> 4) & lo) | (((w[2] >> 4) & hi) << 4)),
+                                   static_cast<int>((w[1] & lo) | (((w[2] >> 2) & hi) << 4)),
+                                   static_cast<int>((w[0] & lo) | ((w[2] & hi) << 4)));
+  return _mm_sub_epi8(sc, _mm_set1_epi8(32));
+}
+
+// 16 sub-blocks of 16 (Q2_K, Q3_K, Q6_K): sum_s sc[s] * dot(q_s, a_s) with
+// sc 16 int8 (signed: scales_signed) and quants_of(h, j) the 32 unsigned
+// quants of elements 128h + 32j .. + 31 (sub-blocks 8h + 2j, 8h + 2j + 1).
+template <class QuantsOf>
+__m256i scaled_dots_16(__m128i sc8, bool scales_signed, const int8_t* aq, QuantsOf quants_of) {
+  __m256i sumi = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    for (int j = 0; j < 4; ++j) {
+      const int pair = 4 * h + j;
+      const __m128i idx = _mm_set_epi64x(0x0101010101010101LL * (2 * pair + 1), 0x0101010101010101LL * (2 * pair));
+      const __m128i s8 = _mm_shuffle_epi8(sc8, idx);
+      const __m256i s = scales_signed ? _mm256_cvtepi8_epi16(s8) : _mm256_cvtepu8_epi16(s8);
+      const __m256i p = _mm256_maddubs_epi16(quants_of(h, j), load(aq + 128 * h + 32 * j));
+      sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+    }
+  }
+  return sumi;
+}
+
 }  // namespace
+
+float vec_dot_q2_K_avx2(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ2_K*>(w);
+  const auto* a = static_cast<const ActQ8x256*>(act);
+  const __m256i m3 = _mm256_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales));
+    const __m128i sc8 = _mm_and_si128(sm, m4), m8 = _mm_and_si128(_mm_srli_epi16(sm, 4), m4);
+    const uint8_t* qs = x[b].qs;
+    const __m256i sumi = scaled_dots_16(sc8, false, a[b].qs, [&](int h, int j) {
+      return _mm256_and_si256(_mm256_srli_epi16(load(qs + 32 * h), 2 * j), m3);
+    });
+    const __m256i summ = _mm256_madd_epi16(_mm256_cvtepu8_epi16(m8), load(a[b].bsums));
+    const float d = _cvtsh_ss(x[b].d) * a[b].d, dmin = _cvtsh_ss(x[b].dmin) * a[b].d;
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
+    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(dmin), accm);
+  }
+  return hsum(_mm256_sub_ps(acc, accm));
+}
+
+float vec_dot_q3_K_avx2(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ3_K*>(w);
+  const auto* a = static_cast<const ActQ8x256*>(act);
+  const __m256i m3 = _mm256_set1_epi8(3), bit2 = _mm256_set1_epi8(4);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const __m128i sc8 = unpack_q3_scales(x[b].scales);
+    // q - 4 * !hbit = (q | hbit << 2) - 4: unsigned quants 0..7, the -4 through bsums.
+    const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load(a[b].bsums));
+    const uint8_t* qs = x[b].qs;
+    const __m256i hm = load(x[b].hmask);
+    const __m256i sumi = scaled_dots_16(sc8, true, a[b].qs, [&](int h, int j) {
+      const int k = 4 * h + j;  // hmask bit of this group, moved to bit 2
+      const __m256i hb = k >= 2 ? _mm256_srli_epi16(hm, k - 2) : _mm256_slli_epi16(hm, 2 - k);
+      return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(load(qs + 32 * h), 2 * j), m3),
+                             _mm256_and_si256(hb, bit2));
+    });
+    const __m256i total = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(_cvtsh_ss(x[b].d) * a[b].d), acc);
+  }
+  return hsum(acc);
+}
 
 float vec_dot_q4_K_avx2(int64_t n, const void* w, const void* act) {
   const auto* x = static_cast<const BlockQ4_K*>(w);

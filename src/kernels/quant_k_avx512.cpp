@@ -61,7 +61,87 @@ __m512i scaled_dots_k4(const uint8_t sc[8], const int8_t* aq, const __m512i idx[
   return sumi;
 }
 
+__m128i unpack_q3_scales(const uint8_t* p) {
+  // By words, in registers (bytes stored one by one and reloaded as a vector
+  // would stall store forwarding): scale i = low nibble of byte i % 8 (i / 8
+  // picks the nibble) | bits 2(i / 4)..+1 of byte 8 + i % 4, shifted to 4..5.
+  uint32_t w[3];
+  std::memcpy(w, p, 12);
+  const uint32_t lo = 0x0f0f0f0f, hi = 0x03030303;
+  const __m128i sc = _mm_set_epi32(static_cast<int>(((w[1] >> 4) & lo) | (((w[2] >> 6) & hi) << 4)),
+                                   static_cast<int>(((w[0] >> 4) & lo) | (((w[2] >> 4) & hi) << 4)),
+                                   static_cast<int>((w[1] & lo) | (((w[2] >> 2) & hi) << 4)),
+                                   static_cast<int>((w[0] & lo) | ((w[2] & hi) << 4)));
+  return _mm_sub_epi8(sc, _mm_set1_epi8(32));
+}
+
+// 16 sub-blocks of 16 (Q2_K, Q3_K): sum_s sc[s] * dot(q_s, a_s), sc16 the 16
+// scales as words; quants_of(t) the 64 unsigned quants of elements 64t..64t+63.
+template <class QuantsOf>
+__m512i scaled_dots_16(__m256i sc16, const int8_t* aq, const __m512i idx[4], QuantsOf quants_of) {
+  const __m512i sc512 = _mm512_castsi256_si512(sc16);
+  __m512i sumi = _mm512_setzero_si512();
+  for (int t = 0; t < 4; ++t) {
+    const __m512i p = _mm512_maddubs_epi16(quants_of(t), load512(aq + 64 * t));
+    sumi = _mm512_dpwssd_epi32(sumi, p, _mm512_permutexvar_epi16(idx[t], sc512));
+  }
+  return sumi;
+}
+
 }  // namespace
+
+float vec_dot_q2_K_avx512(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ2_K*>(w);
+  const auto* a = static_cast<const ActQ8x256*>(act);
+  const __m512i m3 = _mm512_set1_epi8(3);
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8), spread_idx(12, 8)};
+  __m512 acc = _mm512_setzero_ps();
+  __m256 accm = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const __m128i sm = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales));
+    const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sm, m4));
+    const __m256i m16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+    const uint8_t* qs = x[b].qs;
+    // Elements 64t..64t+63 (half h = t / 2): bit pairs 4(t % 2) and 4(t % 2) + 2 of qs[32h..32h+31].
+    const __m512i sumi = scaled_dots_16(sc16, a[b].qs, idx, [&](int t) {
+      const __m256i q = _mm256_srli_epi16(load256(qs + 32 * (t / 2)), 4 * (t % 2));
+      return _mm512_and_si512(join(q, _mm256_srli_epi16(q, 2)), m3);
+    });
+    const __m256i summ = _mm256_madd_epi16(m16, load256(a[b].bsums));
+    const float d = _cvtsh_ss(x[b].d) * a[b].d, dmin = _cvtsh_ss(x[b].dmin) * a[b].d;
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d), acc);
+    accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(dmin), accm);
+  }
+  return hsum(_mm512_sub_ps(acc, _mm512_zextps256_ps512(accm)));
+}
+
+float vec_dot_q3_K_avx512(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const BlockQ3_K*>(w);
+  const auto* a = static_cast<const ActQ8x256*>(act);
+  const __m512i m3 = _mm512_set1_epi8(3), bit2 = _mm512_set1_epi8(4);
+  const __m512i idx[4] = {spread_idx(0, 8), spread_idx(4, 8), spread_idx(8, 8), spread_idx(12, 8)};
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n / kQK; ++b) {
+    const __m256i sc16 = _mm256_cvtepi8_epi16(unpack_q3_scales(x[b].scales));
+    // q - 4 * !hbit = (q | hbit << 2) - 4: unsigned quants 0..7, the -4 through bsums.
+    const __m256i off = _mm256_slli_epi32(_mm256_madd_epi16(sc16, load256(a[b].bsums)), 2);
+    const uint8_t* qs = x[b].qs;
+    const __m256i hm = load256(x[b].hmask);
+    const __m512i sumi = scaled_dots_16(sc16, a[b].qs, idx, [&](int t) {
+      // Groups j = 2(t % 2), +1 of half h = t / 2; hmask bits 4h + j moved to bit 2.
+      const int k = 4 * (t / 2) + 2 * (t % 2);
+      const __m256i q = _mm256_srli_epi16(load256(qs + 32 * (t / 2)), 4 * (t % 2));
+      const __m256i h0 = k >= 2 ? _mm256_srli_epi16(hm, k - 2) : _mm256_slli_epi16(hm, 2);
+      const __m256i h1 = k + 1 >= 2 ? _mm256_srli_epi16(hm, k - 1) : _mm256_slli_epi16(hm, 1);
+      return _mm512_or_si512(_mm512_and_si512(join(q, _mm256_srli_epi16(q, 2)), m3),
+                             _mm512_and_si512(join(h0, h1), bit2));
+    });
+    const __m512i total = _mm512_sub_epi32(sumi, _mm512_zextsi256_si512(off));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(_cvtsh_ss(x[b].d) * a[b].d), acc);
+  }
+  return hsum(acc);
+}
 
 float vec_dot_q4_K_avx512(int64_t n, const void* w, const void* act) {
   const auto* x = static_cast<const BlockQ4_K*>(w);

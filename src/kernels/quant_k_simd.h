@@ -9,10 +9,14 @@
 
 namespace slm::kernels {
 
+float vec_dot_q2_K_avx2(int64_t n, const void* w, const void* act);
+float vec_dot_q3_K_avx2(int64_t n, const void* w, const void* act);
 float vec_dot_q4_K_avx2(int64_t n, const void* w, const void* act);
 float vec_dot_q5_K_avx2(int64_t n, const void* w, const void* act);
 float vec_dot_q6_K_avx2(int64_t n, const void* w, const void* act);
 
+float vec_dot_q2_K_avx512(int64_t n, const void* w, const void* act);
+float vec_dot_q3_K_avx512(int64_t n, const void* w, const void* act);
 float vec_dot_q4_K_avx512(int64_t n, const void* w, const void* act);
 float vec_dot_q5_K_avx512(int64_t n, const void* w, const void* act);
 float vec_dot_q6_K_avx512(int64_t n, const void* w, const void* act);
