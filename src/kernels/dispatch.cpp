@@ -45,7 +45,16 @@ KernelSet make_set(Isa isa) {
   switch (isa) {
     case Isa::kRef: SLM_FILL_ISA(ks, ref); break;
     case Isa::kAvx2: SLM_FILL_ISA(ks, avx2); break;
-    case Isa::kAvx512: SLM_FILL_ISA(ks, avx512); break;
+    case Isa::kAvx512:
+      SLM_FILL_ISA(ks, avx512);
+      ks.weights[static_cast<int>(DType::kF32)].dot_rows = dot_rows_f32_avx512;
+      ks.weights[static_cast<int>(DType::kF16)].dot_rows = dot_rows_f16_avx512;
+      ks.quantize_act[static_cast<int>(ActType::kQ8x64)] = quantize_act_q8x64_avx512;
+      for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ5_0}) ks.weights[static_cast<int>(t)].act_type = ActType::kQ8x64;
+      ks.weights[static_cast<int>(DType::kQ8_0)].dot_rows = dot_rows_q8_0_avx512;
+      ks.weights[static_cast<int>(DType::kQ4_0)].dot_rows = dot_rows_q4_0_avx512;
+      ks.weights[static_cast<int>(DType::kQ5_0)].dot_rows = dot_rows_q5_0_avx512;
+      break;
   }
   // k-quants (quant_k.h): scalar references unless an ISA has its own below.
   ks.weights[static_cast<int>(DType::kQ2_K)] = {ActType::kQ8x256, vec_dot_q2_K_q8x256_ref};
@@ -112,6 +121,8 @@ int64_t act_row_bytes(ActType t, int64_t n) {
     case ActType::kF32: return n * 4;
     case ActType::kQ8x32: return n / 32 * static_cast<int64_t>(sizeof(ActQ8x32));
     case ActType::kQ8x256: return n / 256 * static_cast<int64_t>(sizeof(ActQ8x256));
+    case ActType::kQ8x64: return (n + 63) / 64 * static_cast<int64_t>(sizeof(ActQ8x64));
+    case ActType::kCount: break;
   }
   SLM_ASSERT(false);
   return 0;

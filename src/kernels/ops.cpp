@@ -1,6 +1,9 @@
 #include "slm/kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "slm/core/assert.h"
@@ -25,16 +28,28 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   SLM_ASSERT(k.vec_dot != nullptr);  // ModelSource refuses weight types without kernels
   // Convert the activations once into the format the weight type dots with.
   const int64_t ab = act_row_bytes(k.act_type, cols);
-  std::vector<uint8_t> act(static_cast<size_t>(ab * n_tok));
+  // 64-byte aligned, so SIMD loads never split a cache line.
+  std::unique_ptr<uint8_t, decltype(&std::free)> act(
+      static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((ab * n_tok + 63) / 64 * 64))), &std::free);
+  SLM_ASSERT(act != nullptr);
   const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(k.act_type)];
-  for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.data() + t * ab, cols);
+  for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.get() + t * ab, cols);
   // Each weight row is read once and dotted with every token (rows split over
   // threads, so a result never depends on the thread count). Threads only pay
   // off past some work: a tiny matmul would wait on barriers.
 #pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
   for (int64_t r = 0; r < rows; ++r) {
     const uint8_t* wr = w.row(r);
-    for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, wr, act.data() + t * ab);
+    if (k.dot_rows == nullptr || n_tok == 1) {
+      for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, wr, act.get() + t * ab);
+      continue;
+    }
+    for (int64_t t = 0; t < n_tok; t += kMaxDotRows) {
+      const int n = static_cast<int>(std::min<int64_t>(kMaxDotRows, n_tok - t));
+      float out[kMaxDotRows];
+      k.dot_rows(cols, wr, act.get() + t * ab, ab, n, out);
+      for (int j = 0; j < n; ++j) y[(t + j) * rows + r] = out[j];
+    }
   }
 }
 

@@ -101,32 +101,174 @@ float vec_dot_bf16_avx512(int64_t n, const void* w, const void* act) {
   return s;
 }
 
-float vec_dot_q8_0_avx512(int64_t n, const void* w, const void* act) {
-  const auto* x = static_cast<const BlockQ8_0*>(w);
-  const auto* y = static_cast<const ActQ8x32*>(act);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const __m256i qx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
-    const __m256i d = dot_u8s8(_mm256_abs_epi8(qx), _mm256_sign_epi8(qy, qx));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * y[b].d), _mm256_cvtepi32_ps(d), acc);
+namespace {
+
+__m512i pair(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+
+// Weights of the 32-element block types as unsigned bytes u, with the integer
+// offset k such that the signed dot is sum(u * a) - k * sum(a):
+// Q8_0: u = q + 128 (k 128); Q4_0: u = q (k 8); Q5_0: u = q (k 16).
+struct LoadQ8_0 {
+  using Block = BlockQ8_0;
+  static constexpr int kOffsetPerLane = 128 / 8;  // 8 int32 lanes per block share the offset
+  static __m256i u8(const Block& x) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs)), _mm256_set1_epi8(-128));
   }
-  return hsum256(acc);
+  static __m512i u8_pair(const Block& x0, const Block& x1) { return pair(u8(x0), u8(x1)); }
+};
+struct LoadQ4_0 {
+  using Block = BlockQ4_0;
+  static constexpr int kOffsetPerLane = 1;
+  static __m256i u8(const Block& x) { return unpack_nibbles(x.qs); }
+  // Two blocks: [lo0 hi0 lo1 hi1] from one shift and one 128-bit lane shuffle.
+  static __m512i u8_pair(const Block& x0, const Block& x1) {
+    const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x1.qs)),
+                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(x0.qs)));
+    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);  // lo0 lo1 hi0 hi1
+    return _mm512_and_si512(_mm512_shuffle_i64x2(w, w, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0f));
+  }
+};
+struct LoadQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr int kOffsetPerLane = 2;
+  static __m256i u8(const Block& x) { return _mm256_or_si256(unpack_nibbles(x.qs), fifth_bits(x.qh)); }
+  static __m512i u8_pair(const Block& x0, const Block& x1) { return pair(u8(x0), u8(x1)); }
+};
+__m512 pairf(float lo, float hi) {
+  const __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(lo)));
+  return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+}
+
+// R activation rows (ActQ8x64) against one weight row, two blocks per 512-bit
+// step; the weight pair is unpacked and its scales spread once for all rows.
+template <typename L, int R>
+void dot_rows_q(int64_t n, const void* w, const void* act, int64_t stride, float* out) {
+  const auto* x = static_cast<const typename L::Block*>(w);
+  const auto* base = static_cast<const uint8_t*>(act);
+  const int64_t nb = n / 32;
+  constexpr int kShift = L::kOffsetPerLane == 1 ? 0 : L::kOffsetPerLane == 2 ? 1 : 4;
+  static_assert((1 << kShift) == L::kOffsetPerLane);
+  // One accumulator per row, two when there is a single row (no ILP from rows).
+  constexpr int kAcc = R == 1 ? 2 : 1;
+  __m512 acc[R][kAcc];
+  for (int j = 0; j < R; ++j)
+    for (int k = 0; k < kAcc; ++k) acc[j][k] = _mm512_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const __m512i u = L::u8_pair(x[b], x[b + 1]);
+    const __m512 dx = pairf(half_to_float(x[b].d), half_to_float(x[b + 1].d));
+    const int k = kAcc == 2 ? static_cast<int>((b / 2) & 1) : 0;
+    for (int j = 0; j < R; ++j) {
+      const auto* y = reinterpret_cast<const ActQ8x64*>(base + j * stride) + b / 2;
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y->qs));
+      d = _mm512_sub_epi32(d, _mm512_slli_epi32(_mm512_loadu_si512(y->sums), kShift));
+      acc[j][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx, _mm512_loadu_ps(y->d)), acc[j][k]);
+    }
+  }
+  for (int j = 0; j < R; ++j) {
+    __m512 a = acc[j][0];
+    if (kAcc == 2) a = _mm512_add_ps(a, acc[j][kAcc - 1]);
+    float s = _mm512_reduce_add_ps(a);
+    if (b < nb) {  // an odd last block: the first half of the last record
+      const auto* y = reinterpret_cast<const ActQ8x64*>(base + j * stride) + b / 2;
+      __m256i d = dot_u8s8(L::u8(x[b]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs)));
+      d = _mm256_sub_epi32(d, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->sums)), kShift));
+      s += half_to_float(x[b].d) * y->d[0] * hsum256(_mm256_cvtepi32_ps(d));
+    }
+    out[j] = s;
+  }
+}
+
+template <typename L>
+void dot_rows_dispatch(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  switch (n_act) {
+    case 1: dot_rows_q<L, 1>(n, w, act, stride, out); break;
+    case 2: dot_rows_q<L, 2>(n, w, act, stride, out); break;
+    case 3: dot_rows_q<L, 3>(n, w, act, stride, out); break;
+    case 4: dot_rows_q<L, 4>(n, w, act, stride, out); break;
+    case 5: dot_rows_q<L, 5>(n, w, act, stride, out); break;
+    case 6: dot_rows_q<L, 6>(n, w, act, stride, out); break;
+    case 7: dot_rows_q<L, 7>(n, w, act, stride, out); break;
+    default: dot_rows_q<L, 8>(n, w, act, stride, out); break;
+  }
+}
+
+// The same for float activations against F32 / F16 weights (16 lanes per step).
+struct LoadF32 {
+  static __m512 load(const void* w, int64_t i) { return _mm512_loadu_ps(static_cast<const float*>(w) + i); }
+  static float at(const void* w, int64_t i) { return static_cast<const float*>(w)[i]; }
+};
+struct LoadF16 {
+  static __m512 load(const void* w, int64_t i) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i)));
+  }
+  static float at(const void* w, int64_t i) { return half_to_float(static_cast<const uint16_t*>(w)[i]); }
+};
+
+template <typename L, int R>
+void dot_rows_f(int64_t n, const void* w, const void* act, int64_t stride, float* out) {
+  const auto* base = static_cast<const uint8_t*>(act);
+  __m512 acc[R][2];
+  for (int j = 0; j < R; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 w0 = L::load(w, i), w1 = L::load(w, i + 16);
+    for (int j = 0; j < R; ++j) {
+      const float* a = reinterpret_cast<const float*>(base + j * stride);
+      acc[j][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + i), acc[j][0]);
+      acc[j][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a + i + 16), acc[j][1]);
+    }
+  }
+  for (int j = 0; j < R; ++j) {
+    const float* a = reinterpret_cast<const float*>(base + j * stride);
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]));
+    for (int64_t t = i; t < n; ++t) s += L::at(w, t) * a[t];
+    out[j] = s;
+  }
+}
+
+template <typename L>
+void dot_rows_f_dispatch(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  switch (n_act) {
+    case 1: dot_rows_f<L, 1>(n, w, act, stride, out); break;
+    case 2: dot_rows_f<L, 2>(n, w, act, stride, out); break;
+    case 3: dot_rows_f<L, 3>(n, w, act, stride, out); break;
+    case 4: dot_rows_f<L, 4>(n, w, act, stride, out); break;
+    case 5: dot_rows_f<L, 5>(n, w, act, stride, out); break;
+    case 6: dot_rows_f<L, 6>(n, w, act, stride, out); break;
+    case 7: dot_rows_f<L, 7>(n, w, act, stride, out); break;
+    default: dot_rows_f<L, 8>(n, w, act, stride, out); break;
+  }
+}
+
+}  // namespace
+
+void dot_rows_f32_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  dot_rows_f_dispatch<LoadF32>(n, w, act, stride, n_act, out);
+}
+void dot_rows_f16_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  dot_rows_f_dispatch<LoadF16>(n, w, act, stride, n_act, out);
+}
+void dot_rows_q8_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  dot_rows_dispatch<LoadQ8_0>(n, w, act, stride, n_act, out);
+}
+void dot_rows_q4_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  dot_rows_dispatch<LoadQ4_0>(n, w, act, stride, n_act, out);
+}
+void dot_rows_q5_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
+  dot_rows_dispatch<LoadQ5_0>(n, w, act, stride, n_act, out);
+}
+
+float vec_dot_q8_0_avx512(int64_t n, const void* w, const void* act) {
+  float out;
+  dot_rows_q<LoadQ8_0, 1>(n, w, act, 0, &out);
+  return out;
 }
 
 float vec_dot_q4_0_avx512(int64_t n, const void* w, const void* act) {
-  const auto* x = static_cast<const BlockQ4_0*>(w);
-  const auto* y = static_cast<const ActQ8x32*>(act);
-  __m256 acc = _mm256_setzero_ps();
-  float corr = 0;
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
-    const __m256i d = dot_u8s8(unpack_nibbles(x[b].qs), qy);
-    const float s = half_to_float(x[b].d) * y[b].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(d), acc);
-    corr += s * static_cast<float>(8 * y[b].sum);
-  }
-  return hsum256(acc) - corr;
+  float out;
+  dot_rows_q<LoadQ4_0, 1>(n, w, act, 0, &out);
+  return out;
 }
 
 float vec_dot_q4_1_avx512(int64_t n, const void* w, const void* act) {
@@ -144,19 +286,35 @@ float vec_dot_q4_1_avx512(int64_t n, const void* w, const void* act) {
 }
 
 float vec_dot_q5_0_avx512(int64_t n, const void* w, const void* act) {
-  const auto* x = static_cast<const BlockQ5_0*>(w);
-  const auto* y = static_cast<const ActQ8x32*>(act);
-  __m256 acc = _mm256_setzero_ps();
-  float corr = 0;
-  for (int64_t b = 0; b < n / 32; ++b) {
-    const __m256i q = _mm256_or_si256(unpack_nibbles(x[b].qs), fifth_bits(x[b].qh));
-    const __m256i qy = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y[b].qs));
-    const __m256i d = dot_u8s8(q, qy);
-    const float s = half_to_float(x[b].d) * y[b].d;
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(d), acc);
-    corr += s * static_cast<float>(16 * y[b].sum);
+  float out;
+  dot_rows_q<LoadQ5_0, 1>(n, w, act, 0, &out);
+  return out;
+}
+
+void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n) {
+  auto* y = static_cast<ActQ8x64*>(act);
+  const int64_t nb = n / 32;
+  for (int64_t b = 0; b < nb; ++b) {
+    ActQ8x64& r = y[b / 2];
+    const int h = static_cast<int>(b & 1);
+    const __m512 v0 = _mm512_loadu_ps(x + b * 32), v1 = _mm512_loadu_ps(x + b * 32 + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127.0f;
+    const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));  // round half to even
+    const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 * h), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 * h + 16), _mm512_cvtsepi32_epi8(q1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r.sums + 8 * h),
+                        _mm256_set1_epi32(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1))));
+    _mm256_storeu_ps(r.d + 8 * h, _mm256_set1_ps(d));
   }
-  return hsum256(acc) - corr;
+  if (nb % 2) {  // pad the last record with an empty block
+    ActQ8x64& r = y[nb / 2];
+    std::memset(r.qs + 32, 0, 32);
+    std::memset(r.sums + 8, 0, 32);
+    std::memset(r.d + 8, 0, 32);
+  }
 }
 
 void quantize_act_q8x32_avx512(const float* x, void* act, int64_t n) {

@@ -6,8 +6,10 @@
 //
 // Activations are converted once per matmul into the format each weight type
 // dots with (act_type below): F32 for float weights; 32-element int8 blocks
-// (ActQ8x32) for Q8_0/Q4_0/Q4_1/Q5_0; 256-element blocks (ActQ8x256) for the
-// k-quants. Thread-safe: the tables are immutable after first use.
+// (ActQ8x32, or ActQ8x64 pairs on AVX-512) for Q8_0/Q4_0/Q4_1/Q5_0;
+// 256-element blocks (ActQ8x256) for the k-quants. The format may differ
+// between ISAs; the int8 values do not. Thread-safe: the tables are immutable
+// after first use.
 #pragma once
 
 #include <cstdint>
@@ -37,22 +39,38 @@ struct ActQ8x256 {
 };
 static_assert(sizeof(ActQ8x256) == 292);
 
-enum class ActType { kF32, kQ8x32, kQ8x256 };
+// AVX-512's layout of the same int8 activations, two 32-blocks per record so
+// one 512-bit load takes both, with each block's sum and scale spread over the
+// 8 int32 lanes its products land in (an odd last block is paired with zeros).
+struct alignas(64) ActQ8x64 {
+  int8_t qs[64];
+  int32_t sums[16];
+  float d[16];
+};
+static_assert(sizeof(ActQ8x64) == 192);
+
+enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
 // dot(w_row, act_row) over n elements; w_row in the weight type's layout, act_row in its act_type's.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* act);
+// One weight row against n_act activation rows (act_stride bytes apart, at
+// most kMaxDotRows): out[j] = dot(w, act_j). Unpacks each weight block once
+// for all the rows, which is what makes prompt processing fast.
+using DotRowsFn = void (*)(int64_t n, const void* w, const void* act, int64_t act_stride, int n_act, float* out);
+constexpr int kMaxDotRows = 8;
 // Converts n floats to the activation format.
 using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
 
 struct WeightKernels {
   ActType act_type = ActType::kF32;
-  VecDotFn vec_dot = nullptr;  // null: the type has no kernel (callers refuse it by name)
+  VecDotFn vec_dot = nullptr;    // null: the type has no kernel (callers refuse it by name)
+  DotRowsFn dot_rows = nullptr;  // null: callers loop over vec_dot
 };
 
 struct KernelSet {
   Isa isa;
   WeightKernels weights[static_cast<int>(DType::kCount)];
-  QuantizeActFn quantize_act[3];  // by ActType
+  QuantizeActFn quantize_act[static_cast<int>(ActType::kCount)];  // by ActType
   const WeightKernels& of(DType t) const { return weights[static_cast<int>(t)]; }
 };
 
