@@ -96,7 +96,9 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
   const int64_t n_ctx = opt.n_prompt + opt.n_gen;
   if (n_ctx > (int64_t{1} << 20)) return Status::InvalidArgument("[bench] -p + -n is too large");
   model::Model m(c, src->weights());
-  model::KvCache kv(c, 0, c.n_layer, 1, n_ctx);
+  if (opt.kv_type != DType::kF32 && opt.kv_type != DType::kF16)
+    return Status::InvalidArgument(fmt::format("[bench] KV cache type {} (F32 or F16)", dtype_name(opt.kv_type)));
+  model::KvCache kv(c, 0, c.n_layer, 1, n_ctx, opt.kv_type);
 
   BenchResult r;
   r.model = model_path;

@@ -66,7 +66,9 @@ Result<std::unique_ptr<Session>> Session::open(const std::string& model_path, co
   const model::ModelConfig& c = s->src_->config();
   const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
   s->model_ = std::make_unique<model::Model>(c, s->src_->weights());
-  s->kv_ = std::make_unique<model::KvCache>(c, 0, c.n_layer, 1, n_ctx);
+  if (opt.kv_type != DType::kF32 && opt.kv_type != DType::kF16)
+    return Status::InvalidArgument(fmt::format("KV cache type {} (F32 or F16)", dtype_name(opt.kv_type)));
+  s->kv_ = std::make_unique<model::KvCache>(c, 0, c.n_layer, 1, n_ctx, opt.kv_type);
 
   if (!opt.tokenizer_path.empty()) {
     auto t = load_tokenizer_path(opt.tokenizer_path, static_cast<int32_t>(c.n_vocab));

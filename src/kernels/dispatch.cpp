@@ -37,6 +37,8 @@ bool cpu_has(Isa isa) {
     ks.weights[static_cast<int>(DType::kQ5_0)] = {ActType::kQ8x32, vec_dot_q5_0_##isa};     \
     ks.quantize_act[static_cast<int>(ActType::kF32)] = quantize_act_f32;                   \
     ks.quantize_act[static_cast<int>(ActType::kQ8x32)] = quantize_act_q8x32_##isa;         \
+    ks.axpy_f32 = axpy_f32_##isa;                                                          \
+    ks.axpy_f16 = axpy_f16_##isa;                                                          \
   } while (0)
 
 KernelSet make_set(Isa isa) {

@@ -16,7 +16,9 @@ namespace slm::kernels {
   float vec_dot_q4_0_##isa(int64_t n, const void* w, const void* act);     \
   float vec_dot_q4_1_##isa(int64_t n, const void* w, const void* act);     \
   float vec_dot_q5_0_##isa(int64_t n, const void* w, const void* act);     \
-  void quantize_act_q8x32_##isa(const float* x, void* act, int64_t n);
+  void quantize_act_q8x32_##isa(const float* x, void* act, int64_t n);     \
+  void axpy_f32_##isa(int64_t n, float a, const void* x, float* y);        \
+  void axpy_f16_##isa(int64_t n, float a, const void* x, float* y);
 
 SLM_DECLARE_ISA_KERNELS(ref)
 SLM_DECLARE_ISA_KERNELS(avx2)

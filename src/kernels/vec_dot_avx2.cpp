@@ -160,6 +160,25 @@ float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* act) {
   return hsum(acc) - corr;
 }
 
+void axpy_f32_avx2(int64_t n, float a, const void* x, float* y) {
+  const auto* v = static_cast<const float*>(x);
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(v + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * v[i];
+}
+
+void axpy_f16_avx2(int64_t n, float a, const void* x, float* y) {
+  const auto* v = static_cast<const uint16_t*>(x);
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * half_to_float(v[i]);
+}
+
 void quantize_act_q8x32_avx2(const float* x, void* act, int64_t n) {
   auto* y = static_cast<ActQ8x32*>(act);
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);

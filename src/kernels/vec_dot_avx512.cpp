@@ -291,6 +291,25 @@ float vec_dot_q5_0_avx512(int64_t n, const void* w, const void* act) {
   return out;
 }
 
+void axpy_f32_avx512(int64_t n, float a, const void* x, float* y) {
+  const auto* v = static_cast<const float*>(x);
+  const __m512 va = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(v + i), _mm512_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * v[i];
+}
+
+void axpy_f16_avx512(int64_t n, float a, const void* x, float* y) {
+  const auto* v = static_cast<const uint16_t*>(x);
+  const __m512 va = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)));
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, xv, _mm512_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * half_to_float(v[i]);
+}
+
 void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n) {
   auto* y = static_cast<ActQ8x64*>(act);
   const int64_t nb = n / 32;

@@ -88,6 +88,16 @@ float vec_dot_q5_0_ref(int64_t n, const void* w, const void* act) {
   return s;
 }
 
+void axpy_f32_ref(int64_t n, float a, const void* x, float* y) {
+  const auto* v = static_cast<const float*>(x);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * v[i];
+}
+
+void axpy_f16_ref(int64_t n, float a, const void* x, float* y) {
+  const auto* v = static_cast<const uint16_t*>(x);
+  for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(v[i]);
+}
+
 void quantize_act_q8x32_ref(const float* x, void* act, int64_t n) {
   auto* y = static_cast<ActQ8x32*>(act);
   for (int64_t b = 0; b < n / 32; ++b) {

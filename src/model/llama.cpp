@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "slm/kernels/attention.h"
 #include "slm/kernels/ops.h"
 #include "slm/kernels/quant.h"
 
@@ -46,33 +47,29 @@ Status Model::embed(const std::vector<BatchToken>& batch, float* hidden) const {
 void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, KvCache& kv,
                       float* out) const {
   const int64_t n_tok = static_cast<int64_t>(batch.size());
-  const int64_t hd = cfg_.head_dim, n_head = cfg_.n_head, group = cfg_.n_head / cfg_.n_head_kv;
+  const int64_t hd = cfg_.head_dim, n_head = cfg_.n_head, n_kv = cfg_.n_head_kv, group = n_head / n_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Threads only pay off past some work: tiny models would wait on barriers.
   const int64_t work = n_tok * n_head * hd * (batch.back().pos + 1);
-#pragma omp parallel if (work > (int64_t{1} << 16))
-  {
-    std::vector<float> scores;
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t t = 0; t < n_tok; ++t) {
-      for (int64_t h = 0; h < n_head; ++h) {
-        const BatchToken& bt = batch[static_cast<size_t>(t)];
-        const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
-        const int64_t n = bt.pos - lo + 1;
-        const int64_t kvh = h / group;
-        const float* qh = q + (t * n_head + h) * hd;
-        scores.resize(static_cast<size_t>(n));
-        for (int64_t p = 0; p < n; ++p)
-          scores[static_cast<size_t>(p)] = k::dot_ref(qh, kv.k(layer, bt.seq, lo + p) + kvh * hd, hd) * scale;
-        k::softmax_ref(scores.data(), n);
-        float* o = out + (t * n_head + h) * hd;
-        for (int64_t d = 0; d < hd; ++d) o[d] = 0;
-        for (int64_t p = 0; p < n; ++p) {
-          const float* vp = kv.v(layer, bt.seq, lo + p) + kvh * hd;
-          const float s = scores[static_cast<size_t>(p)];
-          for (int64_t d = 0; d < hd; ++d) o[d] += s * vp[d];
-        }
-      }
+  // One task per (token, KV head): its query heads share every K/V row read.
+#pragma omp parallel for collapse(2) schedule(static) if (work > (int64_t{1} << 16))
+  for (int64_t t = 0; t < n_tok; ++t) {
+    for (int64_t h = 0; h < n_kv; ++h) {
+      const BatchToken& bt = batch[static_cast<size_t>(t)];
+      const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
+      const size_t head_bytes = static_cast<size_t>(hd) * (kv.type() == DType::kF16 ? 2 : 4);
+      k::AttentionArgs a;
+      a.q = q + (t * n_head + h * group) * hd;
+      a.group = static_cast<int>(group);
+      a.head_dim = hd;
+      a.k = kv.k(layer, bt.seq, lo) + h * head_bytes;
+      a.v = kv.v(layer, bt.seq, lo) + h * head_bytes;
+      a.kv_type = kv.type();
+      a.row_bytes = static_cast<int64_t>(kv.row_bytes());
+      a.n_pos = bt.pos - lo + 1;
+      a.scale = scale;
+      a.out = out + (t * n_head + h * group) * hd;
+      k::attention(a);
     }
   }
 }
@@ -109,8 +106,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
         k::rope_ref(&q[(t * cfg_.n_head + h) * hd], cfg_.n_rot, bt.pos, freqs_.data(), cfg_.rope_interleaved);
       for (int64_t h = 0; h < cfg_.n_head_kv; ++h)
         k::rope_ref(&kb[(t * cfg_.n_head_kv + h) * hd], cfg_.n_rot, bt.pos, freqs_.data(), cfg_.rope_interleaved);
-      std::copy_n(&kb[t * KV], KV, kv.k(l, bt.seq, bt.pos));
-      std::copy_n(&vb[t * KV], KV, kv.v(l, bt.seq, bt.pos));
+      kv.store(l, bt.seq, bt.pos, &kb[t * KV], &vb[t * KV]);
     }
     attention(batch, l, q.data(), kv, att.data());
     k::matmul(L.wo, att.data(), n_tok, o.data());

@@ -132,6 +132,29 @@ TEST(ForwardRange, SlicesComposeToTheWholeModel) {
   EXPECT_FALSE(m.forward_layers(batch, 0, c.n_layer, hidden.data(), front).ok());
 }
 
+// A half-precision KV cache stays close to the F32 one.
+TEST(KvCacheF16, LogitsCloseToF32) {
+  const std::string path = test::shared_data("models/stories260K/stories260K.gguf");
+  SLM_REQUIRE_DATA(path);
+  auto src = ModelSource::open(path);
+  ASSERT_TRUE(src.ok());
+  const ModelConfig& c = (*src)->config();
+  Model m(c, (*src)->weights());
+  std::vector<BatchToken> batch;
+  const int32_t ids[] = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 400, 428};
+  for (int i = 0; i < 12; ++i) batch.push_back({ids[i], i, 0, true});
+  KvCache k32(c, 0, c.n_layer, 1, 16), k16(c, 0, c.n_layer, 1, 16, DType::kF16);
+  std::vector<float> a, b;
+  ASSERT_TRUE(m.forward(batch, k32, &a).ok());
+  ASSERT_TRUE(m.forward(batch, k16, &b).ok());
+  double max_diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, static_cast<double>(std::fabs(a[i] - b[i])));
+  std::printf("[ diff ] F16 KV cache vs F32: max |logit diff| = %.3g\n", max_diff);
+  EXPECT_GT(max_diff, 0.0);  // it did use half precision
+  EXPECT_LT(max_diff, 2e-2);
+  EXPECT_EQ(k16.bytes() * 2, k32.bytes());
+}
+
 // Two sequences in one batch give the same logits as each alone.
 TEST(Batch, SequencesDoNotSeeEachOther) {
   const std::string path = test::shared_data("models/stories260K/stories260K.gguf");

@@ -1,6 +1,8 @@
 // The slm binary as a user runs it: output, exit codes, one-line errors.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -17,7 +19,9 @@ struct CliRun {
 
 CliRun slm(const std::string& args, const std::string& stdin_text = "") {
   const std::string dir = ::testing::TempDir();
-  const std::string in = dir + "/slm_cli_in.txt", err = dir + "/slm_cli_err.txt";
+  // Per process: ctest runs tests in parallel processes.
+  const std::string tag = std::to_string(::getpid());
+  const std::string in = dir + "/slm_cli_in." + tag, err = dir + "/slm_cli_err." + tag;
   std::ofstream(in) << stdin_text;
   CliRun r;
   r.rc = test::run_command(test::slm_binary() + " " + args + " < " + in + " 2> " + err, &r.out);

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
 
+#include <cctype>
 #include <cstdio>
 #include <random>
 #include <iostream>
@@ -42,8 +43,16 @@ slm::Result<std::vector<int32_t>> parse_ids(const std::string& s) {
   return ids;
 }
 
+// "f16" / "F16" -> DType::kF16; F32 and F16 only (KV cache types).
+slm::Result<slm::DType> parse_kv_type(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (s == "F32") return slm::DType::kF32;
+  if (s == "F16") return slm::DType::kF16;
+  return Status::InvalidArgument(fmt::format("--kv-type '{}' is not f32 or f16", s));
+}
+
 struct RunArgs {
-  std::string model, prompt, prompt_ids, tokenizer;
+  std::string model, prompt, prompt_ids, tokenizer, kv_type = "f32";
   bool has_prompt = false, print_ids = false, ignore_eos = false;
   int32_t n = 256, threads = 0, top_k = 40;
   int64_t ctx = 0;
@@ -58,6 +67,9 @@ int cmd_run(RunArgs& a) {
   so.tokenizer_path = a.tokenizer;
   so.n_ctx = a.ctx;
   so.n_threads = a.threads;
+  auto kvt = parse_kv_type(a.kv_type);
+  if (!kvt.ok()) return fail(kvt.status());
+  so.kv_type = *kvt;
   auto session = slm::engine::Session::open(a.model, so);
   if (!session.ok()) return fail(session.status());
   slm::engine::Session& s = **session;
@@ -191,7 +203,10 @@ int cmd_gen_model(GenArgs& g, CLI::App& sub) {
   return 0;
 }
 
-int cmd_bench(const std::string& model, const slm::engine::BenchOptions& opt, bool json) {
+int cmd_bench(const std::string& model, slm::engine::BenchOptions opt, const std::string& kv_type, bool json) {
+  auto kvt = parse_kv_type(kv_type);
+  if (!kvt.ok()) return fail(kvt.status());
+  opt.kv_type = *kvt;
   slm::Progress bar("bench", static_cast<int64_t>(opt.reps) * 2, "runs");
   auto r = slm::engine::run_bench(model, opt, [&](int done, int) { bar.update(done); });
   bar.finish();
@@ -223,6 +238,7 @@ int main(int argc, char** argv) {
   run->add_option("-t,--threads", ra.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   run->add_option("-c,--ctx", ra.ctx, "Context size (default: the model's, at most 4096)")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   run->add_option("--tokenizer", ra.tokenizer, "Tokenizer file (tokenizer.json, tokenizer.model, llama2.c .bin)");
+  run->add_option("--kv-type", ra.kv_type, "KV cache type: f32 or f16 (half the memory)");
   run->add_flag("--print-ids", ra.print_ids, "Print generated token ids instead of text");
   run->add_flag("--ignore-eos", ra.ignore_eos, "Do not stop at end-of-generation tokens");
 
@@ -259,6 +275,8 @@ int main(int argc, char** argv) {
   bench->add_option("-n,--n-gen", bo.n_gen, "Generated tokens")->check(CLI::Range(1, 1 << 16));
   bench->add_option("--reps", bo.reps, "Repetitions (median and spread reported)")->check(CLI::Range(1, 1000));
   bench->add_option("-t,--threads", bo.n_threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  std::string bench_kv = "f32";
+  bench->add_option("--kv-type", bench_kv, "KV cache type: f32 or f16");
   bench->add_flag("--json", bench_json, "Print one JSON object");
 
   try {
@@ -277,6 +295,6 @@ int main(int argc, char** argv) {
   if (*tokenize) return cmd_tokenize(tok_model, no_bos);
   if (*info) return cmd_info(info_model);
   if (*gen) return cmd_gen_model(ga, *gen);
-  if (*bench) return cmd_bench(bench_model, bo, bench_json);
+  if (*bench) return cmd_bench(bench_model, bo, bench_kv, bench_json);
   return 2;
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "slm/core/dtype.h"
 #include "slm/core/status.h"
 
 namespace slm::engine {
@@ -18,6 +19,7 @@ struct BenchOptions {
   int32_t reps = 3;
   int32_t n_threads = 0;   // 0: all cores
   uint64_t seed = 1;
+  DType kv_type = DType::kF32;
 };
 
 struct BenchResult {

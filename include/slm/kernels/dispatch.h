@@ -58,6 +58,8 @@ using VecDotFn = float (*)(int64_t n, const void* w, const void* act);
 // for all the rows, which is what makes prompt processing fast.
 using DotRowsFn = void (*)(int64_t n, const void* w, const void* act, int64_t act_stride, int n_act, float* out);
 constexpr int kMaxDotRows = 8;
+// y += a * x over n elements, x in a plain type (F32 or F16): attention's V sum.
+using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 // Converts n floats to the activation format.
 using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
 
@@ -71,6 +73,7 @@ struct KernelSet {
   Isa isa;
   WeightKernels weights[static_cast<int>(DType::kCount)];
   QuantizeActFn quantize_act[static_cast<int>(ActType::kCount)];  // by ActType
+  AxpyFn axpy_f32 = nullptr, axpy_f16 = nullptr;
   const WeightKernels& of(DType t) const { return weights[static_cast<int>(t)]; }
 };
 

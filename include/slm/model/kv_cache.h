@@ -1,12 +1,14 @@
 // KvCache: keys and values of past positions, for a range of layers and a
 // number of sequence slots. Layout per layer: (n_seq, n_ctx, n_head_kv * head_dim)
-// for K and for V, float32. A sequence slot is owned by one caller at a time;
-// distinct slots may be written from different threads.
+// for K and for V, in F32 or F16 (half the memory, rounding to half precision).
+// A sequence slot is owned by one caller at a time; distinct slots may be
+// written from different threads.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "slm/core/dtype.h"
 #include "slm/model/config.h"
 
 namespace slm::model {
@@ -14,26 +16,33 @@ namespace slm::model {
 class KvCache {
  public:
   // Caches layers [layer_begin, layer_end) for n_seq sequences of up to n_ctx positions.
-  KvCache(const ModelConfig& c, int64_t layer_begin, int64_t layer_end, int32_t n_seq, int64_t n_ctx);
+  KvCache(const ModelConfig& c, int64_t layer_begin, int64_t layer_end, int32_t n_seq, int64_t n_ctx,
+          DType type = DType::kF32);
 
   int64_t layer_begin() const { return layer_begin_; }
   int64_t layer_end() const { return layer_end_; }
   int32_t n_seq() const { return n_seq_; }
   int64_t n_ctx() const { return n_ctx_; }
   int64_t kv_dim() const { return kv_dim_; }
-  size_t bytes() const { return (k_.size() + v_.size()) * sizeof(float); }
+  DType type() const { return type_; }
+  size_t row_bytes() const { return row_bytes_; }  // one position's K (or V)
+  size_t bytes() const { return k_.size() + v_.size(); }
 
-  float* k(int64_t layer, int32_t seq, int64_t pos) { return &k_[offset(layer, seq, pos)]; }
-  float* v(int64_t layer, int32_t seq, int64_t pos) { return &v_[offset(layer, seq, pos)]; }
+  const uint8_t* k(int64_t layer, int32_t seq, int64_t pos) const { return &k_[offset(layer, seq, pos)]; }
+  const uint8_t* v(int64_t layer, int32_t seq, int64_t pos) const { return &v_[offset(layer, seq, pos)]; }
+  // Stores one position's K and V (kv_dim floats each), converting to the cache type.
+  void store(int64_t layer, int32_t seq, int64_t pos, const float* k, const float* v);
 
  private:
   size_t offset(int64_t layer, int32_t seq, int64_t pos) const {
-    return ((static_cast<size_t>(layer - layer_begin_) * n_seq_ + seq) * n_ctx_ + pos) * kv_dim_;
+    return ((static_cast<size_t>(layer - layer_begin_) * n_seq_ + seq) * n_ctx_ + pos) * row_bytes_;
   }
   int64_t layer_begin_, layer_end_;
   int32_t n_seq_;
   int64_t n_ctx_, kv_dim_;
-  std::vector<float> k_, v_;
+  DType type_;
+  size_t row_bytes_;
+  std::vector<uint8_t> k_, v_;
 };
 
 }  // namespace slm::model
