@@ -34,21 +34,28 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   SLM_ASSERT(act != nullptr);
   const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(k.act_type)];
   for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.get() + t * ab, cols);
-  // Each weight row is read once and dotted with every token (rows split over
-  // threads, so a result never depends on the thread count). Threads only pay
-  // off past some work: a tiny matmul would wait on barriers.
+  // Weight rows are split over threads (so a result never depends on the
+  // thread count), a tile of rows at a time against every token. Threads only
+  // pay off past some work: a tiny matmul would wait on barriers.
+  const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
+  const uint8_t* a = act.get();
+  if (k.dot_tile == nullptr || n_tok == 1) {
 #pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
-  for (int64_t r = 0; r < rows; ++r) {
-    const uint8_t* wr = w.row(r);
-    if (k.dot_rows == nullptr || n_tok == 1) {
-      for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, wr, act.get() + t * ab);
-      continue;
-    }
-    for (int64_t t = 0; t < n_tok; t += kMaxDotRows) {
-      const int n = static_cast<int>(std::min<int64_t>(kMaxDotRows, n_tok - t));
-      float out[kMaxDotRows];
-      k.dot_rows(cols, wr, act.get() + t * ab, ab, n, out);
-      for (int j = 0; j < n; ++j) y[(t + j) * rows + r] = out[j];
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, w.row(r), a + t * ab);
+    return;
+  }
+  const int64_t n_tiles = (rows + kTileW - 1) / kTileW;
+#pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
+  for (int64_t tile = 0; tile < n_tiles; ++tile) {
+    const int64_t r0 = tile * kTileW;
+    const int nw = static_cast<int>(std::min<int64_t>(kTileW, rows - r0));
+    for (int64_t t = 0; t < n_tok; t += kTileA) {
+      const int na = static_cast<int>(std::min<int64_t>(kTileA, n_tok - t));
+      float out[kTileW * kTileA];
+      k.dot_tile(cols, w.row(r0), wb, nw, a + t * ab, ab, na, out);
+      for (int i = 0; i < nw; ++i)
+        for (int j = 0; j < na; ++j) y[(t + j) * rows + r0 + i] = out[i * na + j];
     }
   }
 }

@@ -24,13 +24,18 @@ SLM_DECLARE_ISA_KERNELS(ref)
 SLM_DECLARE_ISA_KERNELS(avx2)
 SLM_DECLARE_ISA_KERNELS(avx512)
 
-// Several activation rows at once (dispatch.h DotRowsFn), where an ISA has them.
-void dot_rows_f32_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out);
-void dot_rows_f16_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out);
-void dot_rows_q8_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out);
-void dot_rows_q4_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out);
+// Tiles of weight rows x activation rows (dispatch.h DotTileFn), where an ISA has them.
+void dot_tile_f32_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out);
+void dot_tile_f16_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out);
+void dot_tile_q8_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out);
+void dot_tile_q4_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out);
 void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n);
-void dot_rows_q5_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out);
+void dot_tile_q5_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out);
 
 #undef SLM_DECLARE_ISA_KERNELS
 

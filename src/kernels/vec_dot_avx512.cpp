@@ -139,59 +139,93 @@ __m512 pairf(float lo, float hi) {
   return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
 }
 
-// R activation rows (ActQ8x64) against one weight row, two blocks per 512-bit
-// step; the weight pair is unpacked and its scales spread once for all rows.
-template <typename L, int R>
-void dot_rows_q(int64_t n, const void* w, const void* act, int64_t stride, float* out) {
-  const auto* x = static_cast<const typename L::Block*>(w);
-  const auto* base = static_cast<const uint8_t*>(act);
+// W weight rows x A activation rows (ActQ8x64), two blocks per 512-bit step:
+// each weight pair is unpacked once for all A rows, each activation record
+// loaded once for all W rows. A 1x1 tile keeps two accumulators so
+// consecutive steps do not wait on each other.
+template <typename L, int W, int A>
+void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int64_t act_stride, float* out) {
+  const auto* wbase = static_cast<const uint8_t*>(w);
+  const auto* abase = static_cast<const uint8_t*>(act);
   const int64_t nb = n / 32;
   constexpr int kShift = L::kOffsetPerLane == 1 ? 0 : L::kOffsetPerLane == 2 ? 1 : 4;
   static_assert((1 << kShift) == L::kOffsetPerLane);
-  // One accumulator per row, two when there is a single row (no ILP from rows).
-  constexpr int kAcc = R == 1 ? 2 : 1;
-  __m512 acc[R][kAcc];
-  for (int j = 0; j < R; ++j)
-    for (int k = 0; k < kAcc; ++k) acc[j][k] = _mm512_setzero_ps();
+  constexpr int kAcc = W * A == 1 ? 2 : 1;
+  __m512 acc[W][A][kAcc];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j)
+      for (int k = 0; k < kAcc; ++k) acc[i][j][k] = _mm512_setzero_ps();
   int64_t b = 0;
   for (; b + 2 <= nb; b += 2) {
-    const __m512i u = L::u8_pair(x[b], x[b + 1]);
-    const __m512 dx = pairf(half_to_float(x[b].d), half_to_float(x[b + 1].d));
+    __m512i u[W];
+    __m512 dx[W];
+    for (int i = 0; i < W; ++i) {
+      const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride) + b;
+      u[i] = L::u8_pair(x[0], x[1]);
+      dx[i] = pairf(half_to_float(x[0].d), half_to_float(x[1].d));
+    }
     const int k = kAcc == 2 ? static_cast<int>((b / 2) & 1) : 0;
-    for (int j = 0; j < R; ++j) {
-      const auto* y = reinterpret_cast<const ActQ8x64*>(base + j * stride) + b / 2;
-      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, _mm512_loadu_si512(y->qs));
-      d = _mm512_sub_epi32(d, _mm512_slli_epi32(_mm512_loadu_si512(y->sums), kShift));
-      acc[j][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx, _mm512_loadu_ps(y->d)), acc[j][k]);
+    for (int j = 0; j < A; ++j) {
+      const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
+      const __m512i qa = _mm512_loadu_si512(y->qs);
+      const __m512i off = _mm512_slli_epi32(_mm512_loadu_si512(y->sums), kShift);
+      const __m512 dy = _mm512_loadu_ps(y->d);
+      for (int i = 0; i < W; ++i) {
+        const __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[i], qa), off);
+        acc[i][j][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx[i], dy), acc[i][j][k]);
+      }
     }
   }
-  for (int j = 0; j < R; ++j) {
-    __m512 a = acc[j][0];
-    if (kAcc == 2) a = _mm512_add_ps(a, acc[j][kAcc - 1]);
-    float s = _mm512_reduce_add_ps(a);
-    if (b < nb) {  // an odd last block: the first half of the last record
-      const auto* y = reinterpret_cast<const ActQ8x64*>(base + j * stride) + b / 2;
-      __m256i d = dot_u8s8(L::u8(x[b]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs)));
-      d = _mm256_sub_epi32(d, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->sums)), kShift));
-      s += half_to_float(x[b].d) * y->d[0] * hsum256(_mm256_cvtepi32_ps(d));
+  for (int i = 0; i < W; ++i) {
+    const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride);
+    for (int j = 0; j < A; ++j) {
+      __m512 a = acc[i][j][0];
+      if (kAcc == 2) a = _mm512_add_ps(a, acc[i][j][kAcc - 1]);
+      float s = _mm512_reduce_add_ps(a);
+      if (b < nb) {  // an odd last block: the first half of the last record
+        const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
+        __m256i d = dot_u8s8(L::u8(x[b]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs)));
+        d = _mm256_sub_epi32(d, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->sums)), kShift));
+        s += half_to_float(x[b].d) * y->d[0] * hsum256(_mm256_cvtepi32_ps(d));
+      }
+      out[i * A + j] = s;
     }
-    out[j] = s;
   }
 }
 
-template <typename L>
-void dot_rows_dispatch(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  switch (n_act) {
-    case 1: dot_rows_q<L, 1>(n, w, act, stride, out); break;
-    case 2: dot_rows_q<L, 2>(n, w, act, stride, out); break;
-    case 3: dot_rows_q<L, 3>(n, w, act, stride, out); break;
-    case 4: dot_rows_q<L, 4>(n, w, act, stride, out); break;
-    case 5: dot_rows_q<L, 5>(n, w, act, stride, out); break;
-    case 6: dot_rows_q<L, 6>(n, w, act, stride, out); break;
-    case 7: dot_rows_q<L, 7>(n, w, act, stride, out); break;
-    default: dot_rows_q<L, 8>(n, w, act, stride, out); break;
+// Instantiates the tile kernel for every shape up to kTileW x kTileA.
+template <template <int, int> class K>
+void dispatch_tile(int n_w, int n_act, typename K<1, 1>::Args args) {
+  static_assert(kTileW == 4 && kTileA == 4);
+#define SLM_TILE_CASE(w, a) \
+  case (w - 1) * 4 + (a - 1): K<w, a>::run(args); return;
+  switch ((n_w - 1) * 4 + (n_act - 1)) {
+    SLM_TILE_CASE(1, 1) SLM_TILE_CASE(1, 2) SLM_TILE_CASE(1, 3) SLM_TILE_CASE(1, 4)
+    SLM_TILE_CASE(2, 1) SLM_TILE_CASE(2, 2) SLM_TILE_CASE(2, 3) SLM_TILE_CASE(2, 4)
+    SLM_TILE_CASE(3, 1) SLM_TILE_CASE(3, 2) SLM_TILE_CASE(3, 3) SLM_TILE_CASE(3, 4)
+    SLM_TILE_CASE(4, 1) SLM_TILE_CASE(4, 2) SLM_TILE_CASE(4, 3) SLM_TILE_CASE(4, 4)
+    default: return;
   }
+#undef SLM_TILE_CASE
 }
+
+struct TileArgs {
+  int64_t n;
+  const void* w;
+  int64_t w_stride;
+  const void* act;
+  int64_t act_stride;
+  float* out;
+};
+
+template <typename L>
+struct QTile {
+  template <int W, int A>
+  struct K {
+    using Args = TileArgs;
+    static void run(const TileArgs& t) { dot_tile_q<L, W, A>(t.n, t.w, t.w_stride, t.act, t.act_stride, t.out); }
+  };
+};
 
 // The same for float activations against F32 / F16 weights (16 lanes per step).
 struct LoadF32 {
@@ -205,69 +239,63 @@ struct LoadF16 {
   static float at(const void* w, int64_t i) { return half_to_float(static_cast<const uint16_t*>(w)[i]); }
 };
 
-template <typename L, int R>
-void dot_rows_f(int64_t n, const void* w, const void* act, int64_t stride, float* out) {
-  const auto* base = static_cast<const uint8_t*>(act);
-  __m512 acc[R][2];
-  for (int j = 0; j < R; ++j) acc[j][0] = acc[j][1] = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    const __m512 w0 = L::load(w, i), w1 = L::load(w, i + 16);
-    for (int j = 0; j < R; ++j) {
-      const float* a = reinterpret_cast<const float*>(base + j * stride);
-      acc[j][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(a + i), acc[j][0]);
-      acc[j][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(a + i + 16), acc[j][1]);
+template <typename L, int W, int A>
+void dot_tile_f(int64_t n, const void* w, int64_t w_stride, const void* act, int64_t act_stride, float* out) {
+  const auto* wbase = static_cast<const uint8_t*>(w);
+  const auto* abase = static_cast<const uint8_t*>(act);
+  __m512 acc[W][A];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) acc[i][j] = _mm512_setzero_ps();
+  int64_t e = 0;
+  for (; e + 16 <= n; e += 16) {
+    __m512 wv[W];
+    for (int i = 0; i < W; ++i) wv[i] = L::load(wbase + i * w_stride, e);
+    for (int j = 0; j < A; ++j) {
+      const __m512 av = _mm512_loadu_ps(reinterpret_cast<const float*>(abase + j * act_stride) + e);
+      for (int i = 0; i < W; ++i) acc[i][j] = _mm512_fmadd_ps(wv[i], av, acc[i][j]);
     }
   }
-  for (int j = 0; j < R; ++j) {
-    const float* a = reinterpret_cast<const float*>(base + j * stride);
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[j][0], acc[j][1]));
-    for (int64_t t = i; t < n; ++t) s += L::at(w, t) * a[t];
-    out[j] = s;
-  }
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) {
+      const float* a = reinterpret_cast<const float*>(abase + j * act_stride);
+      float s = _mm512_reduce_add_ps(acc[i][j]);
+      for (int64_t t = e; t < n; ++t) s += L::at(wbase + i * w_stride, t) * a[t];
+      out[i * A + j] = s;
+    }
 }
 
 template <typename L>
-void dot_rows_f_dispatch(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  switch (n_act) {
-    case 1: dot_rows_f<L, 1>(n, w, act, stride, out); break;
-    case 2: dot_rows_f<L, 2>(n, w, act, stride, out); break;
-    case 3: dot_rows_f<L, 3>(n, w, act, stride, out); break;
-    case 4: dot_rows_f<L, 4>(n, w, act, stride, out); break;
-    case 5: dot_rows_f<L, 5>(n, w, act, stride, out); break;
-    case 6: dot_rows_f<L, 6>(n, w, act, stride, out); break;
-    case 7: dot_rows_f<L, 7>(n, w, act, stride, out); break;
-    default: dot_rows_f<L, 8>(n, w, act, stride, out); break;
-  }
-}
+struct FTile {
+  template <int W, int A>
+  struct K {
+    using Args = TileArgs;
+    static void run(const TileArgs& t) { dot_tile_f<L, W, A>(t.n, t.w, t.w_stride, t.act, t.act_stride, t.out); }
+  };
+};
 
 }  // namespace
 
-void dot_rows_f32_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  dot_rows_f_dispatch<LoadF32>(n, w, act, stride, n_act, out);
-}
-void dot_rows_f16_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  dot_rows_f_dispatch<LoadF16>(n, w, act, stride, n_act, out);
-}
-void dot_rows_q8_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  dot_rows_dispatch<LoadQ8_0>(n, w, act, stride, n_act, out);
-}
-void dot_rows_q4_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  dot_rows_dispatch<LoadQ4_0>(n, w, act, stride, n_act, out);
-}
-void dot_rows_q5_0_avx512(int64_t n, const void* w, const void* act, int64_t stride, int n_act, float* out) {
-  dot_rows_dispatch<LoadQ5_0>(n, w, act, stride, n_act, out);
-}
+#define SLM_DEFINE_TILE(name, family)                                                                    \
+  void dot_tile_##name##_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act,     \
+                                int64_t act_stride, int n_act, float* out) {                              \
+    dispatch_tile<family::K>(n_w, n_act, TileArgs{n, w, w_stride, act, act_stride, out});                 \
+  }
+SLM_DEFINE_TILE(f32, FTile<LoadF32>)
+SLM_DEFINE_TILE(f16, FTile<LoadF16>)
+SLM_DEFINE_TILE(q8_0, QTile<LoadQ8_0>)
+SLM_DEFINE_TILE(q4_0, QTile<LoadQ4_0>)
+SLM_DEFINE_TILE(q5_0, QTile<LoadQ5_0>)
+#undef SLM_DEFINE_TILE
 
 float vec_dot_q8_0_avx512(int64_t n, const void* w, const void* act) {
   float out;
-  dot_rows_q<LoadQ8_0, 1>(n, w, act, 0, &out);
+  dot_tile_q<LoadQ8_0, 1, 1>(n, w, 0, act, 0, &out);
   return out;
 }
 
 float vec_dot_q4_0_avx512(int64_t n, const void* w, const void* act) {
   float out;
-  dot_rows_q<LoadQ4_0, 1>(n, w, act, 0, &out);
+  dot_tile_q<LoadQ4_0, 1, 1>(n, w, 0, act, 0, &out);
   return out;
 }
 
@@ -287,7 +315,7 @@ float vec_dot_q4_1_avx512(int64_t n, const void* w, const void* act) {
 
 float vec_dot_q5_0_avx512(int64_t n, const void* w, const void* act) {
   float out;
-  dot_rows_q<LoadQ5_0, 1>(n, w, act, 0, &out);
+  dot_tile_q<LoadQ5_0, 1, 1>(n, w, 0, act, 0, &out);
   return out;
 }
 

@@ -85,24 +85,34 @@ TEST_P(VecDot, SimdMatchesReference) {
       const double err = (r - f) * (r - f) / (scale * scale + 1e-30);
       EXPECT_LT(err, c.max_nmse) << dtype_name(c.type) << " " << isa_name(isa) << " n=" << n << " ref=" << r
                                  << " simd=" << f;
-      if (kf.dot_rows == nullptr) continue;
-      // Several activation rows at once: each must equal its own reference dot.
-      std::vector<float> xs(static_cast<size_t>(n * kMaxDotRows));
+      if (kf.dot_tile == nullptr) continue;
+      // Tiles of weight rows x activation rows: each entry equals its own reference dot.
+      std::vector<uint8_t> ws = random_weights(c.type, kTileW, n, rng);
+      const int64_t wb = static_cast<int64_t>(row_bytes(c.type, n));
+      std::vector<float> xs(static_cast<size_t>(n * kTileA));
       for (auto& v : xs) v = nd(rng);
-      std::vector<uint8_t> acts(static_cast<size_t>(ab * kMaxDotRows)), actsf(static_cast<size_t>(abf * kMaxDotRows));
-      for (int j = 0; j < kMaxDotRows; ++j) {
+      std::vector<uint8_t> acts(static_cast<size_t>(ab * kTileA)), actsf(static_cast<size_t>(abf * kTileA));
+      for (int j = 0; j < kTileA; ++j) {
         ref.quantize_act[static_cast<int>(kr.act_type)](xs.data() + j * n, acts.data() + j * ab, n);
         ks.quantize_act[static_cast<int>(kf.act_type)](xs.data() + j * n, actsf.data() + j * abf, n);
       }
-      for (int rows = 1; rows <= kMaxDotRows; ++rows) {
-        float out[kMaxDotRows];
-        kf.dot_rows(n, w.data(), actsf.data(), abf, rows, out);
-        for (int j = 0; j < rows; ++j) {
-          const double want = kr.vec_dot(n, w.data(), acts.data() + j * ab);
-          double sc = 0;
-          for (int64_t i = 0; i < n; ++i) sc += std::fabs(wf[i] * xs[j * n + i]);
-          EXPECT_LT((want - out[j]) * (want - out[j]) / (sc * sc + 1e-30), c.max_nmse)
-              << dtype_name(c.type) << " dot_rows " << isa_name(isa) << " n=" << n << " rows=" << rows << " j=" << j;
+      std::vector<float> wrow(static_cast<size_t>(n));
+      for (int nw = 1; nw <= kTileW; ++nw) {
+        for (int na = 1; na <= kTileA; ++na) {
+          float out[kTileW * kTileA];
+          kf.dot_tile(n, ws.data(), wb, nw, actsf.data(), abf, na, out);
+          for (int i = 0; i < nw; ++i) {
+            dequantize_row_ref(c.type, ws.data() + i * wb, wrow.data(), n);
+            for (int j = 0; j < na; ++j) {
+              const double want = kr.vec_dot(n, ws.data() + i * wb, acts.data() + j * ab);
+              double sc = 0;
+              for (int64_t e = 0; e < n; ++e) sc += std::fabs(wrow[e] * xs[j * n + e]);
+              const double got = out[i * na + j];
+              EXPECT_LT((want - got) * (want - got) / (sc * sc + 1e-30), c.max_nmse)
+                  << dtype_name(c.type) << " dot_tile " << isa_name(isa) << " n=" << n << " tile " << nw << "x" << na
+                  << " at " << i << "," << j;
+            }
+          }
         }
       }
     }

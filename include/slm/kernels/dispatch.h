@@ -53,11 +53,14 @@ enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
 // dot(w_row, act_row) over n elements; w_row in the weight type's layout, act_row in its act_type's.
 using VecDotFn = float (*)(int64_t n, const void* w, const void* act);
-// One weight row against n_act activation rows (act_stride bytes apart, at
-// most kMaxDotRows): out[j] = dot(w, act_j). Unpacks each weight block once
-// for all the rows, which is what makes prompt processing fast.
-using DotRowsFn = void (*)(int64_t n, const void* w, const void* act, int64_t act_stride, int n_act, float* out);
-constexpr int kMaxDotRows = 8;
+// A tile of dot products: n_w weight rows (w_stride bytes apart) against n_act
+// activation rows (act_stride bytes apart), at most kTileW x kTileA:
+// out[i * n_act + j] = dot(w_i, act_j). Each weight block is unpacked once for
+// all the activation rows and each activation block loaded once for all the
+// weight rows, which is what makes prompt processing fast.
+using DotTileFn = void (*)(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                           int n_act, float* out);
+constexpr int kTileW = 4, kTileA = 4;
 // y += a * x over n elements, x in a plain type (F32 or F16): attention's V sum.
 using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 // Converts n floats to the activation format.
@@ -66,7 +69,7 @@ using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
 struct WeightKernels {
   ActType act_type = ActType::kF32;
   VecDotFn vec_dot = nullptr;    // null: the type has no kernel (callers refuse it by name)
-  DotRowsFn dot_rows = nullptr;  // null: callers loop over vec_dot
+  DotTileFn dot_tile = nullptr;  // null: callers loop over vec_dot
 };
 
 struct KernelSet {
