@@ -155,8 +155,9 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
   for (int i = 0; i < W; ++i)
     for (int j = 0; j < A; ++j)
       for (int k = 0; k < kAcc; ++k) acc[i][j][k] = _mm512_setzero_ps();
-  int64_t b = 0;
-  for (; b + 2 <= nb; b += 2) {
+  // One step: blocks b and b+1 into accumulator slot k (a constant after
+  // inlining, so the accumulators stay in registers).
+  auto step = [&](int64_t b, int k) __attribute__((always_inline)) {
     __m512i u[W];
     __m512 dx[W];
     for (int i = 0; i < W; ++i) {
@@ -164,7 +165,6 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
       u[i] = L::u8_pair(x[0], x[1]);
       dx[i] = pairf(half_to_float(x[0].d), half_to_float(x[1].d));
     }
-    const int k = kAcc == 2 ? static_cast<int>((b / 2) & 1) : 0;
     for (int j = 0; j < A; ++j) {
       const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
       const __m512i qa = _mm512_loadu_si512(y->qs);
@@ -175,7 +175,15 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
         acc[i][j][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx[i], dy), acc[i][j][k]);
       }
     }
+  };
+  int64_t b = 0;
+  if (kAcc == 2) {
+    for (; b + 4 <= nb; b += 4) {
+      step(b, 0);
+      step(b + 2, kAcc - 1);
+    }
   }
+  for (; b + 2 <= nb; b += 2) step(b, 0);
   for (int i = 0; i < W; ++i) {
     const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride);
     for (int j = 0; j < A; ++j) {
