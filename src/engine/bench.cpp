@@ -93,12 +93,10 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
   if (opt.n_threads > 0) omp_set_num_threads(opt.n_threads);
   SLM_ASSIGN_OR_RETURN(auto src, model::ModelSource::open(model_path));
   const model::ModelConfig& c = src->config();
-  const int64_t n_ctx = opt.n_prompt + opt.n_gen;
-  if (n_ctx > (int64_t{1} << 20)) return Status::InvalidArgument("[bench] -p + -n is too large");
+  const int64_t n_ctx = int64_t{opt.n_prompt} + opt.n_gen;
   model::Model m(c, src->weights());
-  if (opt.kv_type != DType::kF32 && opt.kv_type != DType::kF16)
-    return Status::InvalidArgument(fmt::format("[bench] KV cache type {} (F32 or F16)", dtype_name(opt.kv_type)));
-  model::KvCache kv(c, 0, c.n_layer, 1, n_ctx, opt.kv_type);
+  SLM_ASSIGN_OR_RETURN(auto kvp, model::KvCache::create(c, 0, c.n_layer, 1, n_ctx, opt.kv_type));
+  model::KvCache& kv = *kvp;
 
   BenchResult r;
   r.model = model_path;

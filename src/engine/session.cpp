@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 namespace slm::engine {
 
@@ -40,17 +41,16 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> tokenizer_of(const model::ModelSou
 }  // namespace
 
 Result<std::unique_ptr<tokenizer::Tokenizer>> open_tokenizer(const std::string& path) {
+  const std::string base = std::filesystem::path(path).filename().string();
   const bool is_tokenizer_file = ends_with(path, ".json") || ends_with(path, ".model") || ends_with(path, ".tiktoken") ||
-                                 ends_with(path, ".bpe");
+                                 ends_with(path, ".bpe") || (ends_with(path, ".bin") && base.rfind("tok", 0) == 0);
   if (is_tokenizer_file) return tokenizer::load_tokenizer_file(path);
-  auto g = io::GgufFile::open(path);
-  if (g.ok()) {  // a model or a vocab-only GGUF
-    auto t = tokenizer::load_from_gguf(**g);
+  if (model::is_gguf_file(path)) {  // a model or a vocab-only GGUF
+    SLM_ASSIGN_OR_RETURN(auto g, io::GgufFile::open(path));
+    auto t = tokenizer::load_from_gguf(*g);
     if (!t.ok()) return t.status().with_context(path);
     return t;
   }
-  if (g.status().code() != Status::Code::kCorruption || g.status().message().find("not a GGUF file") == std::string::npos)
-    return g.status();
   SLM_ASSIGN_OR_RETURN(auto src, model::ModelSource::open(path));
   SLM_ASSIGN_OR_RETURN(auto t, tokenizer_of(*src));
   if (!t) return Status::NotFound(fmt::format("{}: no tokenizer in or beside the model", path));
@@ -66,9 +66,7 @@ Result<std::unique_ptr<Session>> Session::open(const std::string& model_path, co
   const model::ModelConfig& c = s->src_->config();
   const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
   s->model_ = std::make_unique<model::Model>(c, s->src_->weights());
-  if (opt.kv_type != DType::kF32 && opt.kv_type != DType::kF16)
-    return Status::InvalidArgument(fmt::format("KV cache type {} (F32 or F16)", dtype_name(opt.kv_type)));
-  s->kv_ = std::make_unique<model::KvCache>(c, 0, c.n_layer, 1, n_ctx, opt.kv_type);
+  SLM_ASSIGN_OR_RETURN(s->kv_, model::KvCache::create(c, 0, c.n_layer, 1, n_ctx, opt.kv_type));
 
   if (!opt.tokenizer_path.empty()) {
     auto t = load_tokenizer_path(opt.tokenizer_path, static_cast<int32_t>(c.n_vocab));

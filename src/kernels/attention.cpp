@@ -1,5 +1,6 @@
 #include "slm/kernels/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -16,7 +17,17 @@ constexpr int kMaxGroup = 64;
 }  // namespace
 
 void attention(const AttentionArgs& a) {
-  SLM_ASSERT(a.group >= 1 && a.group <= kMaxGroup && a.n_pos >= 1);
+  SLM_ASSERT(a.group >= 1 && a.n_pos >= 1);
+  if (a.group > kMaxGroup) {  // very wide groups: in chunks that fit the per-head state
+    for (int g0 = 0; g0 < a.group; g0 += kMaxGroup) {
+      AttentionArgs c = a;
+      c.group = std::min(kMaxGroup, a.group - g0);
+      c.q = a.q + g0 * a.head_dim;
+      c.out = a.out + g0 * a.head_dim;
+      attention(c);
+    }
+    return;
+  }
   SLM_ASSERT(a.kv_type == DType::kF32 || a.kv_type == DType::kF16);
   const KernelSet& ks = kernels();
   const VecDotFn dot = ks.of(a.kv_type).vec_dot;  // K row (F32/F16) . q (F32)

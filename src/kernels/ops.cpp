@@ -16,12 +16,6 @@ namespace {
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 }
 
-float dot_ref(const float* a, const float* b, int64_t n) {
-  float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t rows = w.rows(), cols = w.cols();
   const WeightKernels& k = kernels().of(w.dtype);
@@ -90,17 +84,6 @@ void rope_ref(float* x, int64_t n_rot, int64_t pos, const float* freqs, bool int
     x[a] = x0 * c - x1 * s;
     x[b] = x0 * s + x1 * c;
   }
-}
-
-void softmax_ref(float* x, int64_t n) {
-  float mx = x[0];
-  for (int64_t i = 1; i < n; ++i) mx = std::max(mx, x[i]);
-  float sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
-  }
-  for (int64_t i = 0; i < n; ++i) x[i] /= sum;
 }
 
 void swiglu_ref(const float* gate, const float* up, float* out, int64_t n) {

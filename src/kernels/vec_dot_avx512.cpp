@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "simd.h"
+#include "slm/core/assert.h"
 #include "slm/kernels/dispatch.h"
 #include "slm/kernels/quant.h"
 
@@ -212,7 +213,7 @@ void dispatch_tile(int n_w, int n_act, typename K<1, 1>::Args args) {
     SLM_TILE_CASE(2, 1) SLM_TILE_CASE(2, 2) SLM_TILE_CASE(2, 3) SLM_TILE_CASE(2, 4)
     SLM_TILE_CASE(3, 1) SLM_TILE_CASE(3, 2) SLM_TILE_CASE(3, 3) SLM_TILE_CASE(3, 4)
     SLM_TILE_CASE(4, 1) SLM_TILE_CASE(4, 2) SLM_TILE_CASE(4, 3) SLM_TILE_CASE(4, 4)
-    default: return;
+    default: SLM_ASSERT(false && "tile shape outside kTileW x kTileA");
   }
 #undef SLM_TILE_CASE
 }

@@ -17,6 +17,13 @@ Status ModelConfig::validate() const {
   if (n_rot <= 0 || n_rot > head_dim || n_rot % 2 != 0) return bad("rotary dims", n_rot, "an even number up to head dim");
   if (n_ff <= 0 || n_ff > (1 << 20)) return bad("feed-forward size", n_ff, "1..1M");
   if (sliding_window < 0) return bad("sliding window", sliding_window, ">= 0");
+  if (n_ctx_train < 1 || n_ctx_train > (int64_t{1} << 24)) return bad("training context", n_ctx_train, "1..16M");
+  if (rope_scaling == RopeScaling::kLlama3) {
+    if (!(rope_low_freq_factor > 0 && rope_high_freq_factor > rope_low_freq_factor))
+      return Status::InvalidArgument(fmt::format("model config: llama3 rope scaling needs 0 < low_freq_factor ({}) < "
+                                                 "high_freq_factor ({})", rope_low_freq_factor, rope_high_freq_factor));
+    if (rope_orig_ctx < 1) return bad("rope original context", rope_orig_ctx, ">= 1");
+  }
   if (!(rms_eps > 0 && rms_eps < 1)) return Status::InvalidArgument(fmt::format("model config: rms eps is {}, expected (0, 1)", rms_eps));
   if (!(rope_theta > 0 && std::isfinite(rope_theta)))
     return Status::InvalidArgument(fmt::format("model config: rope theta is {}, expected > 0", rope_theta));

@@ -1,5 +1,7 @@
 #include "slm/model/kv_cache.h"
 
+#include <unistd.h>
+
 #include <cstring>
 
 #include "slm/core/assert.h"
@@ -7,29 +9,54 @@
 
 namespace slm::model {
 
+Result<std::unique_ptr<KvCache>> KvCache::create(const ModelConfig& c, int64_t layer_begin, int64_t layer_end,
+                                                 int32_t n_seq, int64_t n_ctx, DType type) {
+  if (type != DType::kF32 && type != DType::kF16)
+    return Status::InvalidArgument(fmt::format("[kv cache] type {} (F32 or F16)", dtype_name(type)));
+  if (layer_begin < 0 || layer_end > c.n_layer || layer_begin >= layer_end)
+    return Status::InvalidArgument(fmt::format("[kv cache] layers [{}, {}) outside [0, {})", layer_begin, layer_end,
+                                               c.n_layer));
+  if (n_seq < 1 || n_seq > 4096) return Status::InvalidArgument(fmt::format("[kv cache] {} sequences, expected 1..4096", n_seq));
+  if (n_ctx < 1 || n_ctx > (int64_t{1} << 24))
+    return Status::InvalidArgument(fmt::format("[kv cache] context {}, expected 1..16M", n_ctx));
+  const double bytes = 2.0 * static_cast<double>(layer_end - layer_begin) * n_seq * static_cast<double>(n_ctx) *
+                       static_cast<double>(c.n_head_kv * c.head_dim) * (type == DType::kF16 ? 2 : 4);
+  const double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (phys > 0 && bytes > phys)
+    return Status::InvalidArgument(fmt::format("[kv cache] a context of {} positions needs {:.1f} GiB of KV cache, more "
+                                               "than this machine's {:.1f} GiB: lower --ctx (or use --kv-type f16)",
+                                               n_ctx, bytes / (1 << 30), phys / (1 << 30)));
+  auto kv = std::make_unique<KvCache>(c, layer_begin, layer_end, n_seq, n_ctx, type);
+  return kv;
+}
+
 KvCache::KvCache(const ModelConfig& c, int64_t layer_begin, int64_t layer_end, int32_t n_seq, int64_t n_ctx, DType type)
     : layer_begin_(layer_begin),
       layer_end_(layer_end),
       n_seq_(n_seq),
       n_ctx_(n_ctx),
       kv_dim_(c.n_head_kv * c.head_dim),
+      n_head_kv_(c.n_head_kv),
       type_(type),
-      row_bytes_(static_cast<size_t>(kv_dim_) * (type == DType::kF16 ? 2 : 4)) {
+      row_bytes_(static_cast<size_t>(kv_dim_) * (type == DType::kF16 ? 2 : 4)),
+      len_(static_cast<size_t>(n_seq), 0) {
   SLM_ASSERT(type == DType::kF32 || type == DType::kF16);
-  const size_t n = static_cast<size_t>(layer_end - layer_begin) * n_seq * n_ctx * row_bytes_;
-  k_.assign(n, 0);
-  v_.assign(n, 0);
+  bytes_per_buffer_ = static_cast<size_t>(layer_end - layer_begin) * n_seq * n_ctx * row_bytes_;
+  // calloc: large blocks come zeroed from the OS, page by page as they are touched.
+  k_.reset(static_cast<uint8_t*>(std::calloc(bytes_per_buffer_, 1)));
+  v_.reset(static_cast<uint8_t*>(std::calloc(bytes_per_buffer_, 1)));
+  SLM_ASSERT(k_ != nullptr && v_ != nullptr);
 }
 
 void KvCache::store(int64_t layer, int32_t seq, int64_t pos, const float* k, const float* v) {
   const size_t o = offset(layer, seq, pos);
   if (type_ == DType::kF32) {
-    std::memcpy(&k_[o], k, row_bytes_);
-    std::memcpy(&v_[o], v, row_bytes_);
+    std::memcpy(k_.get() + o, k, row_bytes_);
+    std::memcpy(v_.get() + o, v, row_bytes_);
     return;
   }
-  auto* kd = reinterpret_cast<uint16_t*>(&k_[o]);
-  auto* vd = reinterpret_cast<uint16_t*>(&v_[o]);
+  auto* kd = reinterpret_cast<uint16_t*>(k_.get() + o);
+  auto* vd = reinterpret_cast<uint16_t*>(v_.get() + o);
   for (int64_t i = 0; i < kv_dim_; ++i) {
     kd[i] = f32_to_f16(k[i]);
     vd[i] = f32_to_f16(v[i]);

@@ -35,6 +35,19 @@ Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* k
                                                    t.pos, i, kv->n_ctx()));
     }
   }
+  if (kv == nullptr) return Status::Ok();
+  // Per sequence, positions continue without gaps: the first at most the slot's
+  // length (a rewind overwrites), each next one more than the last.
+  std::vector<int64_t> next(static_cast<size_t>(kv->n_seq()), -1);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchToken& t = batch[i];
+    int64_t& want = next[static_cast<size_t>(t.seq)];
+    if (want < 0 ? t.pos > kv->length(t.seq) : t.pos != want)
+      return Status::InvalidArgument(fmt::format(
+          "[forward] position {} of sequence {} at batch index {} leaves a gap or repeats (expected {})", t.pos, t.seq, i,
+          want < 0 ? fmt::format("at most {}", kv->length(t.seq)) : std::to_string(want)));
+    want = t.pos + 1;
+  }
   return Status::Ok();
 }
 
@@ -57,7 +70,7 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const
     for (int64_t h = 0; h < n_kv; ++h) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
       const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
-      const size_t head_bytes = static_cast<size_t>(hd) * (kv.type() == DType::kF16 ? 2 : 4);
+      const size_t head_bytes = kv.head_bytes();
       k::AttentionArgs a;
       a.q = q + (t * n_head + h * group) * hd;
       a.group = static_cast<int>(group);
@@ -119,6 +132,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
     k::matmul(L.ffn_down, gate.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
   }
+  for (const BatchToken& t : batch) kv.set_length(t.seq, t.pos + 1);  // positions increase per sequence
   return Status::Ok();
 }
 

@@ -50,8 +50,10 @@ bool is_dir(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+}  // namespace
+
 // Reads 4 bytes to tell a GGUF file from the rest.
-bool has_gguf_magic(const std::string& path) {
+bool is_gguf_file(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f) return false;
   char m[4] = {};
@@ -59,6 +61,8 @@ bool has_gguf_magic(const std::string& path) {
   std::fclose(f);
   return n == 4 && std::memcmp(m, "GGUF", 4) == 0;
 }
+
+namespace {
 
 // Architectures recognised by name, with what slm still lacks for them.
 const char* missing_features(const std::string& arch) {
@@ -97,7 +101,7 @@ Result<std::unique_ptr<ModelSource>> ModelSource::open(const std::string& path) 
   if (is_dir(path) || (path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0)) {
     m->format_ = FileFormat::kSafetensors;
     st = m->open_safetensors();
-  } else if (has_gguf_magic(path)) {
+  } else if (is_gguf_file(path)) {
     m->format_ = FileFormat::kGguf;
     st = m->open_gguf();
   } else {
@@ -139,6 +143,8 @@ Status ModelSource::open_gguf() {
   SLM_RETURN_IF_ERROR(need_int(a + "feed_forward_length", &c.n_ff));
   SLM_RETURN_IF_ERROR(need_int(a + "attention.head_count", &c.n_head));
   c.n_head_kv = g.get_int(a + "attention.head_count_kv").value_or(c.n_head);
+  if (g.get_int(a + "expert_count").value_or(0) > 0)
+    return Status::Unsupported(fmt::format("mixture-of-experts models ({}expert_count)", a));
   c.n_ctx_train = g.get_int(a + "context_length").value_or(2048);
   c.head_dim = g.get_int(a + "attention.key_length").value_or(c.n_head > 0 ? c.n_embd / c.n_head : 0);
   c.n_rot = g.get_int(a + "rope.dimension_count").value_or(c.head_dim);
@@ -224,13 +230,18 @@ Status ModelSource::open_safetensors() {
   c.eos_id = static_cast<int32_t>(j.contains("eos_token_id") && j["eos_token_id"].is_array() ? -1 : get_int("eos_token_id", -1, false));
   c.rope_interleaved = false;  // HF checkpoints use rotate_half pairing
   if (c.arch == "mistral") {
-    c.sliding_window = get_int("sliding_window", 4096, false);
+    // An explicit null means no window (Mistral v0.2 and later); absent means HF's default 4096.
+    const bool null_window = j.contains("sliding_window") && j["sliding_window"].is_null();
+    c.sliding_window = null_window ? 0 : get_int("sliding_window", 4096, false);
   } else if (c.arch == "qwen2") {
     c.attn_qkv_bias = true;
     if (get_bool("use_sliding_window", false)) c.sliding_window = get_int("sliding_window", 4096, false);
   } else {
     c.attn_qkv_bias = get_bool("attention_bias", false);
   }
+  if (get_bool("mlp_bias", false)) return Status::Unsupported(fmt::format("{}: mlp_bias (feed-forward biases)", cfg_path));
+  if (get_int("num_local_experts", 0, false) > 0)
+    return Status::Unsupported(fmt::format("{}: mixture-of-experts models (num_local_experts)", cfg_path));
   SLM_RETURN_IF_ERROR(bad);
   if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
     const auto& rs = j["rope_scaling"];

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <unordered_set>
 
 namespace slm::sample {
@@ -31,7 +32,9 @@ void Sampler::accept(int32_t token) {
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
   cand_.resize(static_cast<size_t>(n_vocab));
-  for (int64_t i = 0; i < n_vocab; ++i) cand_[i] = {logits[i], static_cast<int32_t>(i)};
+  // NaN (from a corrupt weight, say) would break the orderings below: never pick it.
+  for (int64_t i = 0; i < n_vocab; ++i)
+    cand_[i] = {std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i], static_cast<int32_t>(i)};
   if (c_.repeat_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
     for (int32_t t : seen) {

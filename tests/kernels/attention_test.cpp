@@ -63,6 +63,11 @@ TEST(Attention, MatchesReferenceOnOddSizes) {
         }
 }
 
+// Groups wider than the kernel's per-head state are done in chunks.
+TEST(Attention, VeryWideGroups) {
+  EXPECT_LT(run_case(DType::kF32, 100, 8, 70, 1.0f, 5), 1e-10);
+}
+
 // Scores far apart in size: the online softmax must rescale, not overflow.
 TEST(Attention, LargeScoresStayFinite) {
   for (DType type : {DType::kF32, DType::kF16}) {

@@ -179,6 +179,30 @@ TEST(Batch, SequencesDoNotSeeEachOther) {
   EXPECT_FALSE(m.forward({{512, 0, 0, true}}, kv, &out).ok());
   EXPECT_FALSE(m.forward({{1, 8, 0, true}}, kv, &out).ok());
   EXPECT_FALSE(m.forward({{1, 0, 2, true}}, kv, &out).ok());
+  // Positions must continue without gaps or repeats; a rewind overwrites.
+  KvCache kv3(c, 0, c.n_layer, 1, 8);
+  EXPECT_FALSE(m.forward({{1, 1, 0, true}}, kv3, &out).ok());                    // gap: slot is empty
+  EXPECT_FALSE(m.forward({{1, 0, 0, false}, {2, 0, 0, true}}, kv3, &out).ok());  // repeat
+  EXPECT_FALSE(m.forward({{1, 0, 0, false}, {2, 2, 0, true}}, kv3, &out).ok());  // gap inside the batch
+  ASSERT_TRUE(m.forward({{1, 0, 0, false}, {2, 1, 0, true}}, kv3, &out).ok());
+  EXPECT_EQ(kv3.length(0), 2);
+  EXPECT_FALSE(m.forward({{3, 3, 0, true}}, kv3, &out).ok());
+  EXPECT_TRUE(m.forward({{3, 1, 0, true}}, kv3, &out).ok());  // rewind
+  EXPECT_EQ(kv3.length(0), 2);
+}
+
+// A context that cannot fit is refused with what to change, not allocated.
+TEST(KvCacheCreate, RefusesWhatCannotFit) {
+  ModelConfig c;
+  c.n_layer = 22;
+  c.n_head_kv = 4;
+  c.head_dim = 64;
+  auto r = KvCache::create(c, 0, 22, 1, int64_t{1} << 24);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--ctx"), std::string::npos) << r.status().message();
+  EXPECT_FALSE(KvCache::create(c, 0, 22, 1, 0).ok());
+  EXPECT_FALSE(KvCache::create(c, 0, 23, 1, 16).ok());
+  EXPECT_TRUE(KvCache::create(c, 0, 22, 1, 16).ok());
 }
 
 }  // namespace

@@ -386,3 +386,59 @@ TEST(ModelSource, NotAModelAtAll) {
 
 }  // namespace
 }  // namespace slm::model
+
+namespace slm::model {
+namespace {
+
+TEST(ModelSourceReview, MistralNullWindowMeansNoWindow) {
+  REQUIRE_STORIES();
+  TempDir d;
+  json c = stories_config();
+  c["model_type"] = "mistral";
+  c["sliding_window"] = nullptr;
+  make_hf_dir(d, c.dump());
+  auto r = ModelSource::open(d.str());
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r.value()->config().sliding_window, 0);
+  TempDir e;
+  c.erase("sliding_window");  // absent: Hugging Face's default
+  make_hf_dir(e, c.dump());
+  auto r2 = ModelSource::open(e.str());
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2.value()->config().sliding_window, 4096);
+}
+
+TEST(ModelSourceReview, UnimplementedFeaturesAreNamed) {
+  REQUIRE_STORIES();
+  {
+    TempDir d;
+    json c = stories_config();
+    c["mlp_bias"] = true;
+    make_hf_dir(d, c.dump());
+    EXPECT_REFUSED(open_status(d.str()), Status::Code::kUnsupported, "mlp_bias");
+  }
+  {
+    TempDir d;
+    json c = stories_config();
+    c["num_local_experts"] = 8;
+    make_hf_dir(d, c.dump());
+    EXPECT_REFUSED(open_status(d.str()), Status::Code::kUnsupported, "mixture-of-experts");
+  }
+  {
+    TempDir d;
+    json c = stories_config();
+    c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0}, {"high_freq_factor", 4.0}};
+    make_hf_dir(d, c.dump());
+    EXPECT_REFUSED(open_status(d.str()), Status::Code::kInvalidArgument, "low_freq_factor");
+  }
+  {
+    TempDir d;
+    json c = stories_config();
+    c["max_position_embeddings"] = -1;
+    make_hf_dir(d, c.dump());
+    EXPECT_REFUSED(open_status(d.str()), Status::Code::kInvalidArgument, "training context");
+  }
+}
+
+}  // namespace
+}  // namespace slm::model

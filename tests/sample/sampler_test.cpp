@@ -87,6 +87,14 @@ TEST(Sampler, RepetitionPenaltyTurnsGreedyAway) {
   EXPECT_EQ(s2.sample(neg.data(), 2), 0);
 }
 
+TEST(Sampler, NanLogitsAreNeverPicked) {
+  std::vector<float> l = {NAN, 1.0f, NAN, 0.5f};
+  Sampler g(plain(0));
+  EXPECT_EQ(g.sample(l.data(), 4), 1);
+  auto h = histogram(plain(1), l, 500);
+  EXPECT_EQ(h.count(0) + h.count(2), 0u);
+}
+
 TEST(Sampler, SeedRepeats) {
   std::vector<float> l(100);
   for (int i = 0; i < 100; ++i) l[i] = std::sin(i * 0.7f);

@@ -82,6 +82,9 @@ TEST(Tokenize, ReadsStdinAndPrintsIds) {
   CliRun r = slm("tokenize " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, "1 403 407 261 378 432 383 286 261 376 400 428\n");
+  // The llama2.c tokenizer file named directly gives the same ids.
+  CliRun tb = slm("tokenize " + data("models/stories260K/tok512.bin"), "Once upon a time, there was a little dog");
+  EXPECT_EQ(tb.out, r.out) << tb.err;
   CliRun nb = slm("tokenize --no-bos " + data("models/stories260K/stories260K.gguf"), "Once upon a time, there was a little dog");
   EXPECT_EQ(nb.out, "403 407 261 378 432 383 286 261 376 400 428\n");
 }

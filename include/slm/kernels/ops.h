@@ -26,12 +26,7 @@ void rmsnorm_ref(const float* x, const TensorView& w, float eps, float* out, int
 // freqs (n_rot/2) holds the per-pair inverse frequencies (scaling applied).
 void rope_ref(float* x, int64_t n_rot, int64_t pos, const float* freqs, bool interleaved);
 
-// In-place softmax over n values.
-void softmax_ref(float* x, int64_t n);
-
 // out (n) = silu(gate) * up
 void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
-
-float dot_ref(const float* a, const float* b, int64_t n);
 
 }  // namespace slm::kernels

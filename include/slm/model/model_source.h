@@ -23,6 +23,9 @@ namespace slm::model {
 
 enum class FileFormat { kGguf, kSafetensors, kLlama2c };
 
+// True when path is a regular file that starts with GGUF's magic.
+bool is_gguf_file(const std::string& path);
+
 class ModelSource {
  public:
   static Result<std::unique_ptr<ModelSource>> open(const std::string& path);
