@@ -104,40 +104,60 @@ float vec_dot_bf16_avx512(int64_t n, const void* w, const void* act) {
 
 namespace {
 
-__m512i pair(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
+// ActQ8x64 interleaves a pair of blocks by 16-byte lanes: [a0 0..15, a1 0..15,
+// a0 16..31, a1 16..31], so Q4_0's nibbles need no shuffle. The loaders below
+// give the weights of the 32-element block types in that order as unsigned
+// bytes u, with the integer offset k such that the signed dot is
+// sum(u * a) - k * sum(a): Q8_0: u = q + 128 (k 128); Q4_0: u = q (k 8);
+// Q5_0: u = q (k 16). Each block's products land in 8 int32 lanes, so the
+// offset per lane is k / 8.
+__m512i lanes(const uint8_t* a0, const uint8_t* a1, const uint8_t* a2, const uint8_t* a3) {
+  const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a0))),
+                                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(a1)), 1);
+  const __m256i hi = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a2))),
+                                             _mm_loadu_si128(reinterpret_cast<const __m128i*>(a3)), 1);
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
 
-// Weights of the 32-element block types as unsigned bytes u, with the integer
-// offset k such that the signed dot is sum(u * a) - k * sum(a):
-// Q8_0: u = q + 128 (k 128); Q4_0: u = q (k 8); Q5_0: u = q (k 16).
 struct LoadQ8_0 {
   using Block = BlockQ8_0;
-  static constexpr int kOffsetPerLane = 128 / 8;  // 8 int32 lanes per block share the offset
-  static __m256i u8(const Block& x) {
-    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs)), _mm256_set1_epi8(-128));
+  static constexpr int kOffsetPerLane = 128 / 8;
+  static __m512i u8_pair(const Block& x0, const Block& x1) {
+    const auto* p0 = reinterpret_cast<const uint8_t*>(x0.qs);
+    const auto* p1 = reinterpret_cast<const uint8_t*>(x1.qs);
+    return _mm512_xor_si512(lanes(p0, p1, p0 + 16, p1 + 16), _mm512_set1_epi8(-128));
   }
-  static __m512i u8_pair(const Block& x0, const Block& x1) { return pair(u8(x0), u8(x1)); }
 };
+// Two rows of 16 packed nibble bytes -> [lo0 lo1 hi0 hi1]: low nibbles are elements 0..15.
+__m512i nibble_pair(const uint8_t* q0, const uint8_t* q1) {
+  const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0))),
+                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)), 1);
+  const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);
+  return _mm512_and_si512(w, _mm512_set1_epi8(0x0f));
+}
+
 struct LoadQ4_0 {
   using Block = BlockQ4_0;
   static constexpr int kOffsetPerLane = 1;
-  static __m256i u8(const Block& x) { return unpack_nibbles(x.qs); }
-  // Two blocks: [lo0 hi0 lo1 hi1] from one shift and one 128-bit lane shuffle.
-  static __m512i u8_pair(const Block& x0, const Block& x1) {
-    const __m256i v = _mm256_set_m128i(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x1.qs)),
-                                       _mm_loadu_si128(reinterpret_cast<const __m128i*>(x0.qs)));
-    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1);  // lo0 lo1 hi0 hi1
-    return _mm512_and_si512(_mm512_shuffle_i64x2(w, w, _MM_SHUFFLE(3, 1, 2, 0)), _mm512_set1_epi8(0x0f));
-  }
+  static __m512i u8_pair(const Block& x0, const Block& x1) { return nibble_pair(x0.qs, x1.qs); }
 };
 struct LoadQ5_0 {
   using Block = BlockQ5_0;
   static constexpr int kOffsetPerLane = 2;
-  static __m256i u8(const Block& x) { return _mm256_or_si256(unpack_nibbles(x.qs), fifth_bits(x.qh)); }
-  static __m512i u8_pair(const Block& x0, const Block& x1) { return pair(u8(x0), u8(x1)); }
+  static __m512i u8_pair(const Block& x0, const Block& x1) {
+    uint32_t h0, h1;
+    std::memcpy(&h0, x0.qh, 4);
+    std::memcpy(&h1, x1.qh, 4);
+    const uint64_t m = (h0 & 0xffffull) | (uint64_t{h1 & 0xffffu} << 16) | (uint64_t{h0 >> 16} << 32) |
+                       (uint64_t{h1 >> 16} << 48);
+    return _mm512_or_si512(nibble_pair(x0.qs, x1.qs), _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
+  }
 };
-__m512 pairf(float lo, float hi) {
-  const __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_set1_ps(lo)));
-  return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+__m512 pair_scales(uint16_t h0, uint16_t h1) {
+  // [d0 x4, d1 x4, d0 x4, d1 x4]: the lanes the interleaved blocks land in.
+  const __m128 d = _mm_cvtph_ps(_mm_insert_epi16(_mm_cvtsi32_si128(h0), h1, 1));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1),
+                               _mm512_castps128_ps512(d));
 }
 
 // W weight rows x A activation rows (ActQ8x64), two blocks per 512-bit step:
@@ -164,7 +184,7 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
     for (int i = 0; i < W; ++i) {
       const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride) + b;
       u[i] = L::u8_pair(x[0], x[1]);
-      dx[i] = pairf(half_to_float(x[0].d), half_to_float(x[1].d));
+      dx[i] = pair_scales(x[0].d, x[1].d);
     }
     for (int j = 0; j < A; ++j) {
       const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
@@ -185,21 +205,35 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
     }
   }
   for (; b + 2 <= nb; b += 2) step(b, 0);
-  for (int i = 0; i < W; ++i) {
-    const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride);
+  if (b < nb) {
+    // An odd last block: its record was padded with an empty block (zero
+    // quants, sums and scales), so pair it with a zero weight block.
+    typename L::Block zero[W];
+    std::memset(zero, 0, sizeof zero);
+    __m512i u[W];
+    __m512 dx[W];
+    for (int i = 0; i < W; ++i) {
+      const auto& x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride)[b];
+      u[i] = L::u8_pair(x, zero[i]);
+      dx[i] = pair_scales(x.d, 0);
+    }
+    for (int j = 0; j < A; ++j) {
+      const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
+      const __m512i qa = _mm512_loadu_si512(y->qs);
+      const __m512i off = _mm512_slli_epi32(_mm512_loadu_si512(y->sums), kShift);
+      const __m512 dy = _mm512_loadu_ps(y->d);
+      for (int i = 0; i < W; ++i) {
+        const __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[i], qa), off);
+        acc[i][j][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx[i], dy), acc[i][j][0]);
+      }
+    }
+  }
+  for (int i = 0; i < W; ++i)
     for (int j = 0; j < A; ++j) {
       __m512 a = acc[i][j][0];
       if (kAcc == 2) a = _mm512_add_ps(a, acc[i][j][kAcc - 1]);
-      float s = _mm512_reduce_add_ps(a);
-      if (b < nb) {  // an odd last block: the first half of the last record
-        const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
-        __m256i d = dot_u8s8(L::u8(x[b]), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->qs)));
-        d = _mm256_sub_epi32(d, _mm256_slli_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(y->sums)), kShift));
-        s += half_to_float(x[b].d) * y->d[0] * hsum256(_mm256_cvtepi32_ps(d));
-      }
-      out[i * A + j] = s;
+      out[i * A + j] = _mm512_reduce_add_ps(a);
     }
-  }
 }
 
 // Instantiates the tile kernel for every shape up to kTileW x kTileA.
@@ -359,17 +393,22 @@ void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n) {
     const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));  // round half to even
     const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 * h), _mm512_cvtsepi32_epi8(q0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 * h + 16), _mm512_cvtsepi32_epi8(q1));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(r.sums + 8 * h),
-                        _mm256_set1_epi32(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1))));
-    _mm256_storeu_ps(r.d + 8 * h, _mm256_set1_ps(d));
+    // Block h's 16-byte halves go to lanes h and h + 2 (see lanes() above).
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 16 * h), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 + 16 * h), _mm512_cvtsepi32_epi8(q1));
+    const __m128i sum = _mm_set1_epi32(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.sums + 4 * h), sum);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.sums + 8 + 4 * h), sum);
+    _mm_storeu_ps(r.d + 4 * h, _mm_set1_ps(d));
+    _mm_storeu_ps(r.d + 8 + 4 * h, _mm_set1_ps(d));
   }
-  if (nb % 2) {  // pad the last record with an empty block
+  if (nb % 2) {  // pad the last record with an empty block (lanes 1 and 3)
     ActQ8x64& r = y[nb / 2];
-    std::memset(r.qs + 32, 0, 32);
-    std::memset(r.sums + 8, 0, 32);
-    std::memset(r.d + 8, 0, 32);
+    for (int lane : {1, 3}) {
+      std::memset(r.qs + 16 * lane, 0, 16);
+      std::memset(r.sums + 4 * lane, 0, 16);
+      std::memset(r.d + 4 * lane, 0, 16);
+    }
   }
 }
 

@@ -40,8 +40,10 @@ struct ActQ8x256 {
 static_assert(sizeof(ActQ8x256) == 292);
 
 // AVX-512's layout of the same int8 activations, two 32-blocks per record so
-// one 512-bit load takes both, with each block's sum and scale spread over the
-// 8 int32 lanes its products land in (an odd last block is paired with zeros).
+// one 512-bit load takes both, interleaved by 16-byte lanes (block 0's halves
+// in lanes 0 and 2, block 1's in 1 and 3), with each block's sum and scale
+// spread over the int32 lanes its products land in (an odd last block is
+// paired with zeros).
 struct alignas(64) ActQ8x64 {
   int8_t qs[64];
   int32_t sums[16];
