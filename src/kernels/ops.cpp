@@ -64,13 +64,35 @@ void add_bias(const TensorView& bias, float* y, int64_t n_tok) {
 
 void get_row(const TensorView& w, int64_t r, float* out) { dequantize_row_ref(w.dtype, w.row(r), out, w.cols()); }
 
-void rmsnorm_ref(const float* x, const TensorView& w, float eps, float* out, int64_t n) {
+void rmsnorm_ref(const float* x, const float* w, float eps, float* out, int64_t n) {
   float ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += x[i] * x[i];
   const float scale = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
-  std::vector<float> wf(static_cast<size_t>(n));
-  dequantize_row_ref(w.dtype, w.data, wf.data(), n);
-  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * wf[i];
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+void rmsnorm(const float* x, const float* w, float eps, float* out, int64_t n) { kernels().rmsnorm(x, w, eps, out, n); }
+
+void swiglu(const float* gate, const float* up, float* out, int64_t n) { kernels().swiglu(gate, up, out, n); }
+
+void rope_table(int64_t n_rot, int64_t pos, const float* freqs, float* cs) {
+  for (int64_t i = 0; i < n_rot / 2; ++i) {
+    const float angle = static_cast<float>(pos) * freqs[i];
+    cs[2 * i] = std::cos(angle);
+    cs[2 * i + 1] = std::sin(angle);
+  }
+}
+
+void rope_apply(float* x, int64_t n_rot, const float* cs, bool interleaved) {
+  const int64_t half = n_rot / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const float c = cs[2 * i], s = cs[2 * i + 1];
+    const int64_t a = interleaved ? 2 * i : i;
+    const int64_t b = interleaved ? 2 * i + 1 : i + half;
+    const float x0 = x[a], x1 = x[b];
+    x[a] = x0 * c - x1 * s;
+    x[b] = x0 * s + x1 * c;
+  }
 }
 
 void rope_ref(float* x, int64_t n_rot, int64_t pos, const float* freqs, bool interleaved) {

@@ -1,7 +1,10 @@
-// Internal: the SIMD kernels each ISA file defines, for dispatch.cpp.
+// Internal: the SIMD kernels each ISA file defines, for dispatch.cpp (the
+// _ref ones live in vec_dot_ref.cpp and ops.cpp).
 // ISA files (*_avx2.cpp, *_avx512.cpp) are compiled with their own flags and
 // must not define inline or template code shared with other files (the linker
-// could pick their copy for a CPU without the ISA): plain functions only.
+// could pick their copy for a CPU without the ISA): plain functions, helpers in
+// anonymous namespaces, and C's math.h (expf, sqrtf) rather than <cmath>'s
+// inline overloads.
 #pragma once
 
 #include <cstdint>
@@ -18,7 +21,9 @@ namespace slm::kernels {
   float vec_dot_q5_0_##isa(int64_t n, const void* w, const void* act);     \
   void quantize_act_q8x32_##isa(const float* x, void* act, int64_t n);     \
   void axpy_f32_##isa(int64_t n, float a, const void* x, float* y);        \
-  void axpy_f16_##isa(int64_t n, float a, const void* x, float* y);
+  void axpy_f16_##isa(int64_t n, float a, const void* x, float* y);       \
+  void rmsnorm_##isa(const float* x, const float* w, float eps, float* out, int64_t n); \
+  void swiglu_##isa(const float* gate, const float* up, float* out, int64_t n);
 
 SLM_DECLARE_ISA_KERNELS(ref)
 SLM_DECLARE_ISA_KERNELS(avx2)

@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C dot products (compiled with -mavx2 -mfma -mf16c).
 #include <immintrin.h>
 
+#include <math.h>
 #include <cstring>
 
 #include "simd.h"
@@ -210,6 +211,55 @@ void quantize_act_q8x32_avx2(const float* x, void* act, int64_t n) {
     y[b].d = d;
     y[b].sum = _mm_cvtsi128_si32(s);
   }
+}
+
+namespace {
+
+// e^x as in the AVX-512 file: 2^k * 2^f, degree-6 polynomial for 2^f.
+__m256 exp256(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.0f)), _mm256_set1_ps(-87.0f));
+  const __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
+  const __m256 k = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(t, k);
+  __m256 p = _mm256_set1_ps(1.535336188319500e-4f);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.339887440266574e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.618437357674640e-3f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.550332471162809e-2f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.402264791363012e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.931472028550421e-1f));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  // 2^k through the exponent bits (k is in [-126, 127] after the clamp).
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+}  // namespace
+
+void rmsnorm_avx2(const float* x, const float* w, float eps, float* out, int64_t n) {
+  __m256 ss = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    ss = _mm256_fmadd_ps(v, v, ss);
+  }
+  float s = hsum(ss);
+  for (int64_t j = i; j < n; ++j) s += x[j] * x[j];
+  const float scale = 1.0f / sqrtf(s / static_cast<float>(n) + eps);
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (i = 0; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+  for (; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+void swiglu_avx2(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 silu = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
 }  // namespace slm::kernels

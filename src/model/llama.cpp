@@ -11,7 +11,20 @@ namespace slm::model {
 
 namespace k = slm::kernels;
 
-Model::Model(const ModelConfig& cfg, const Weights& w) : cfg_(cfg), w_(w), freqs_(cfg.rope_freqs()) {
+namespace {
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  k::dequantize_row_ref(t.dtype, t.data, v.data(), t.numel());
+  return v;
+}
+}  // namespace
+
+Model::Model(const ModelConfig& cfg, const Weights& w)
+    : cfg_(cfg), w_(w), freqs_(cfg.rope_freqs()), output_norm_(to_f32(w.output_norm)) {
+  for (const LayerWeights& L : w_.layers) {
+    attn_norm_.push_back(to_f32(L.attn_norm));
+    ffn_norm_.push_back(to_f32(L.ffn_norm));
+  }
   if (w_.rope_freqs.data != nullptr) {  // Llama 3 GGUF: per-pair divisors
     std::vector<float> div(freqs_.size());
     k::dequantize_row_ref(w_.rope_freqs.dtype, w_.rope_freqs.data, div.data(), static_cast<int64_t>(div.size()));
@@ -101,10 +114,15 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
   const int64_t Q = cfg_.n_head * hd, KV = cfg_.n_head_kv * hd, F = cfg_.n_ff;
   std::vector<float> x(n_tok * D), q(n_tok * Q), kb(n_tok * KV), vb(n_tok * KV), att(n_tok * Q), o(n_tok * D);
   std::vector<float> gate(n_tok * F), up(n_tok * F);
+  // Each token's rotary cosines and sines, computed once for all layers and heads.
+  std::vector<float> rope_cs(static_cast<size_t>(n_tok * cfg_.n_rot));
+  for (int64_t t = 0; t < n_tok; ++t)
+    k::rope_table(cfg_.n_rot, batch[static_cast<size_t>(t)].pos, freqs_.data(), &rope_cs[static_cast<size_t>(t * cfg_.n_rot)]);
 
   for (int64_t l = begin; l < end; ++l) {
     const LayerWeights& L = w_.layers[static_cast<size_t>(l)];
-    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm_ref(hidden + t * D, L.attn_norm, cfg_.rms_eps, &x[t * D], D);
+    const float* attn_norm = attn_norm_[static_cast<size_t>(l)].data();
+    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm(hidden + t * D, attn_norm, cfg_.rms_eps, &x[t * D], D);
     k::matmul(L.wq, x.data(), n_tok, q.data());
     k::matmul(L.wk, x.data(), n_tok, kb.data());
     k::matmul(L.wv, x.data(), n_tok, vb.data());
@@ -115,20 +133,21 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
     }
     for (int64_t t = 0; t < n_tok; ++t) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
-      for (int64_t h = 0; h < cfg_.n_head; ++h)
-        k::rope_ref(&q[(t * cfg_.n_head + h) * hd], cfg_.n_rot, bt.pos, freqs_.data(), cfg_.rope_interleaved);
+      const float* cs = &rope_cs[static_cast<size_t>(t * cfg_.n_rot)];
+      for (int64_t h = 0; h < cfg_.n_head; ++h) k::rope_apply(&q[(t * cfg_.n_head + h) * hd], cfg_.n_rot, cs, cfg_.rope_interleaved);
       for (int64_t h = 0; h < cfg_.n_head_kv; ++h)
-        k::rope_ref(&kb[(t * cfg_.n_head_kv + h) * hd], cfg_.n_rot, bt.pos, freqs_.data(), cfg_.rope_interleaved);
+        k::rope_apply(&kb[(t * cfg_.n_head_kv + h) * hd], cfg_.n_rot, cs, cfg_.rope_interleaved);
       kv.store(l, bt.seq, bt.pos, &kb[t * KV], &vb[t * KV]);
     }
     attention(batch, l, q.data(), kv, att.data());
     k::matmul(L.wo, att.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
 
-    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm_ref(hidden + t * D, L.ffn_norm, cfg_.rms_eps, &x[t * D], D);
+    const float* ffn_norm = ffn_norm_[static_cast<size_t>(l)].data();
+    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm(hidden + t * D, ffn_norm, cfg_.rms_eps, &x[t * D], D);
     k::matmul(L.ffn_gate, x.data(), n_tok, gate.data());
     k::matmul(L.ffn_up, x.data(), n_tok, up.data());
-    k::swiglu_ref(gate.data(), up.data(), gate.data(), n_tok * F);
+    k::swiglu(gate.data(), up.data(), gate.data(), n_tok * F);
     k::matmul(L.ffn_down, gate.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
   }
@@ -142,7 +161,7 @@ void Model::output(const std::vector<BatchToken>& batch, const float* hidden, st
   for (size_t t = 0; t < batch.size(); ++t) {
     if (!batch[t].logits) continue;
     x.resize(x.size() + D);
-    k::rmsnorm_ref(hidden + t * D, w_.output_norm, cfg_.rms_eps, &x[x.size() - D], D);
+    k::rmsnorm(hidden + t * D, output_norm_.data(), cfg_.rms_eps, &x[x.size() - D], D);
   }
   const int64_t n = static_cast<int64_t>(x.size()) / D;
   logits->assign(static_cast<size_t>(n * cfg_.n_vocab), 0.0f);

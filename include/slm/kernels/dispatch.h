@@ -79,6 +79,8 @@ struct KernelSet {
   WeightKernels weights[static_cast<int>(DType::kCount)];
   QuantizeActFn quantize_act[static_cast<int>(ActType::kCount)];  // by ActType
   AxpyFn axpy_f32 = nullptr, axpy_f16 = nullptr;
+  void (*rmsnorm)(const float* x, const float* w, float eps, float* out, int64_t n) = nullptr;
+  void (*swiglu)(const float* gate, const float* up, float* out, int64_t n) = nullptr;
   const WeightKernels& of(DType t) const { return weights[static_cast<int>(t)]; }
 };
 

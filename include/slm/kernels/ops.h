@@ -1,6 +1,7 @@
-// The math of a transformer block on float buffers. Each op is a plain scalar
-// reference (the oracle for the SIMD versions that come later); matmul splits
-// its output rows over OpenMP threads. Buffers are row-major; shapes in comments.
+// The math of a transformer block on float buffers. Each op has a plain scalar
+// reference (*_ref, the oracle) and a version that dispatches to the CPU's
+// SIMD kernels (dispatch.h); matmul splits its output rows over OpenMP
+// threads. Buffers are row-major; shapes in comments.
 // Thread-safe: pure functions of their arguments.
 #pragma once
 
@@ -17,16 +18,22 @@ void add_bias(const TensorView& bias, float* y, int64_t n_tok);
 // Row r of an embedding table (any dtype) as float: out (w.cols).
 void get_row(const TensorView& w, int64_t r, float* out);
 
-// out (n) = x / sqrt(mean(x^2) + eps) * w, w of any plain dtype.
-void rmsnorm_ref(const float* x, const TensorView& w, float eps, float* out, int64_t n);
+// out (n) = x / sqrt(mean(x^2) + eps) * w
+void rmsnorm(const float* x, const float* w, float eps, float* out, int64_t n);
+void rmsnorm_ref(const float* x, const float* w, float eps, float* out, int64_t n);
 
 // Rotary embedding of one head vector x (head_dim) at position pos, rotating
 // the first n_rot dims. interleaved: pairs (2i, 2i+1) as GGUF/llama2.c store
 // them; otherwise pairs (i, i + n_rot/2), Hugging Face's rotate_half.
 // freqs (n_rot/2) holds the per-pair inverse frequencies (scaling applied).
 void rope_ref(float* x, int64_t n_rot, int64_t pos, const float* freqs, bool interleaved);
+// The same in two steps, so a position's cosines and sines are computed once
+// for all its heads: cs (n_rot) = {cos_0, sin_0, cos_1, sin_1, ...}.
+void rope_table(int64_t n_rot, int64_t pos, const float* freqs, float* cs);
+void rope_apply(float* x, int64_t n_rot, const float* cs, bool interleaved);
 
-// out (n) = silu(gate) * up
+// out (n) = silu(gate) * up; out may alias gate.
+void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
 
 }  // namespace slm::kernels

@@ -54,6 +54,9 @@ class Model {
   const ModelConfig& cfg_;
   const Weights& w_;
   std::vector<float> freqs_;  // (n_rot / 2)
+  // Norm weights as F32 (tiny; converted once): per layer attn, ffn; then output.
+  std::vector<std::vector<float>> attn_norm_, ffn_norm_;
+  std::vector<float> output_norm_;
 };
 
 }  // namespace slm::model
