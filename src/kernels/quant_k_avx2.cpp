@@ -8,40 +8,12 @@
 #include <cstring>
 
 #include "quant_k_simd.h"
+#include "simd_common.h"
 #include "slm/kernels/quant_k.h"
 
 namespace slm::kernels {
 
 namespace {
-
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-__m256i load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
-
-// The 12 scale bytes of Q4_K/Q5_K as 8 scales and 8 mins (unpack_scales_k4, by words).
-void unpack_k4(const uint8_t* p, uint8_t sc[8], uint8_t m[8]) {
-  uint32_t w[3];
-  std::memcpy(w, p, 12);
-  const uint32_t s_lo = w[0] & 0x3f3f3f3f, m_lo = w[1] & 0x3f3f3f3f;
-  const uint32_t s_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 2) & 0x30303030);
-  const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 2) & 0x30303030);
-  std::memcpy(sc, &s_lo, 4);
-  std::memcpy(sc + 4, &s_hi, 4);
-  std::memcpy(m, &m_lo, 4);
-  std::memcpy(m + 4, &m_hi, 4);
-}
-
-// sum_s m[s] * (bsums[2s] + bsums[2s + 1]) as 8 int32 lanes.
-__m256i mins_dot(const uint8_t m[8], const int16_t* bsums) {
-  const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
-  const __m256i mdup = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-  return _mm256_madd_epi16(load(bsums), mdup);
-}
 
 // Q4_K/Q5_K: sum_s sc[s] * dot(q_s, a_s) for the 8 sub-blocks of 32, given the
 // quants of sub-block pair k (2k, 2k + 1) by a callback.
@@ -51,28 +23,13 @@ __m256i scaled_dots_k4(const uint8_t sc[8], const int8_t* aq, QuantsOf quants_of
   for (int k = 0; k < 4; ++k) {
     __m256i lo, hi;
     quants_of(k, &lo, &hi);
-    __m256i p0 = _mm256_maddubs_epi16(lo, load(aq + 64 * k));
-    __m256i p1 = _mm256_maddubs_epi16(hi, load(aq + 64 * k + 32));
+    __m256i p0 = _mm256_maddubs_epi16(lo, load256(aq + 64 * k));
+    __m256i p1 = _mm256_maddubs_epi16(hi, load256(aq + 64 * k + 32));
     p0 = _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * k]));
     p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * k + 1]));
     sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
   }
   return sumi;
-}
-
-// Q3_K's 16 6-bit scales (unpack_scales_q3_K), minus 32: int8 -32..31.
-__m128i unpack_q3_scales(const uint8_t* p) {
-  // By words, in registers (bytes stored one by one and reloaded as a vector
-  // would stall store forwarding): scale i = low nibble of byte i % 8 (i / 8
-  // picks the nibble) | bits 2(i / 4)..+1 of byte 8 + i % 4, shifted to 4..5.
-  uint32_t w[3];
-  std::memcpy(w, p, 12);
-  const uint32_t lo = 0x0f0f0f0f, hi = 0x03030303;
-  const __m128i sc = _mm_set_epi32(static_cast<int>(((w[1] >> 4) & lo) | (((w[2] >> 6) & hi) << 4)),
-                                   static_cast<int>(((w[0] >> 4) & lo) | (((w[2] >> 4) & hi) << 4)),
-                                   static_cast<int>((w[1] & lo) | (((w[2] >> 2) & hi) << 4)),
-                                   static_cast<int>((w[0] & lo) | ((w[2] & hi) << 4)));
-  return _mm_sub_epi8(sc, _mm_set1_epi8(32));
 }
 
 // 16 sub-blocks of 16 (Q2_K, Q3_K, Q6_K): sum_s sc[s] * dot(q_s, a_s) with
@@ -87,7 +44,7 @@ __m256i scaled_dots_16(__m128i sc8, bool scales_signed, const int8_t* aq, Quants
       const __m128i idx = _mm_set_epi64x(0x0101010101010101LL * (2 * pair + 1), 0x0101010101010101LL * (2 * pair));
       const __m128i s8 = _mm_shuffle_epi8(sc8, idx);
       const __m256i s = scales_signed ? _mm256_cvtepi8_epi16(s8) : _mm256_cvtepu8_epi16(s8);
-      const __m256i p = _mm256_maddubs_epi16(quants_of(h, j), load(aq + 128 * h + 32 * j));
+      const __m256i p = _mm256_maddubs_epi16(quants_of(h, j), load256(aq + 128 * h + 32 * j));
       sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
     }
   }
@@ -107,14 +64,14 @@ float vec_dot_q2_K_avx2(int64_t n, const void* w, const void* act) {
     const __m128i sc8 = _mm_and_si128(sm, m4), m8 = _mm_and_si128(_mm_srli_epi16(sm, 4), m4);
     const uint8_t* qs = x[b].qs;
     const __m256i sumi = scaled_dots_16(sc8, false, a[b].qs, [&](int h, int j) {
-      return _mm256_and_si256(_mm256_srli_epi16(load(qs + 32 * h), 2 * j), m3);
+      return _mm256_and_si256(_mm256_srli_epi16(load256(qs + 32 * h), 2 * j), m3);
     });
-    const __m256i summ = _mm256_madd_epi16(_mm256_cvtepu8_epi16(m8), load(a[b].bsums));
+    const __m256i summ = _mm256_madd_epi16(_mm256_cvtepu8_epi16(m8), load256(a[b].bsums));
     const float d = _cvtsh_ss(x[b].d) * a[b].d, dmin = _cvtsh_ss(x[b].dmin) * a[b].d;
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
     accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(dmin), accm);
   }
-  return hsum(_mm256_sub_ps(acc, accm));
+  return hsum256(_mm256_sub_ps(acc, accm));
 }
 
 float vec_dot_q3_K_avx2(int64_t n, const void* w, const void* act) {
@@ -125,19 +82,19 @@ float vec_dot_q3_K_avx2(int64_t n, const void* w, const void* act) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     const __m128i sc8 = unpack_q3_scales(x[b].scales);
     // q - 4 * !hbit = (q | hbit << 2) - 4: unsigned quants 0..7, the -4 through bsums.
-    const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load(a[b].bsums));
+    const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load256(a[b].bsums));
     const uint8_t* qs = x[b].qs;
-    const __m256i hm = load(x[b].hmask);
+    const __m256i hm = load256(x[b].hmask);
     const __m256i sumi = scaled_dots_16(sc8, true, a[b].qs, [&](int h, int j) {
       const int k = 4 * h + j;  // hmask bit of this group, moved to bit 2
       const __m256i hb = k >= 2 ? _mm256_srli_epi16(hm, k - 2) : _mm256_slli_epi16(hm, 2 - k);
-      return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(load(qs + 32 * h), 2 * j), m3),
+      return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(load256(qs + 32 * h), 2 * j), m3),
                              _mm256_and_si256(hb, bit2));
     });
     const __m256i total = _mm256_sub_epi32(sumi, _mm256_slli_epi32(off, 2));
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(_cvtsh_ss(x[b].d) * a[b].d), acc);
   }
-  return hsum(acc);
+  return hsum256(acc);
 }
 
 float vec_dot_q4_K_avx2(int64_t n, const void* w, const void* act) {
@@ -150,7 +107,7 @@ float vec_dot_q4_K_avx2(int64_t n, const void* w, const void* act) {
     unpack_k4(x[b].scales, sc, m);
     const uint8_t* qs = x[b].qs;
     const __m256i sumi = scaled_dots_k4(sc, a[b].qs, [&](int k, __m256i* lo, __m256i* hi) {
-      const __m256i q = load(qs + 32 * k);
+      const __m256i q = load256(qs + 32 * k);
       *lo = _mm256_and_si256(q, m4);
       *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
     });
@@ -158,7 +115,7 @@ float vec_dot_q4_K_avx2(int64_t n, const void* w, const void* act) {
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
     accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins_dot(m, a[b].bsums)), _mm256_set1_ps(dmin), accm);
   }
-  return hsum(_mm256_sub_ps(acc, accm));
+  return hsum256(_mm256_sub_ps(acc, accm));
 }
 
 float vec_dot_q5_K_avx2(int64_t n, const void* w, const void* act) {
@@ -172,9 +129,9 @@ float vec_dot_q5_K_avx2(int64_t n, const void* w, const void* act) {
     const uint8_t* qs = x[b].qs;
     // Bit s of qh[l] is the fifth bit of element l of sub-block s; shifting
     // qh right by 2 per pair brings bits 2k, 2k + 1 down to bits 0, 1.
-    __m256i qh = load(x[b].qh);
+    __m256i qh = load256(x[b].qh);
     const __m256i sumi = scaled_dots_k4(sc, a[b].qs, [&](int k, __m256i* lo, __m256i* hi) {
-      const __m256i q = load(qs + 32 * k);
+      const __m256i q = load256(qs + 32 * k);
       *lo = _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), bit4));
       *hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
                             _mm256_and_si256(_mm256_slli_epi16(qh, 3), bit4));
@@ -184,7 +141,7 @@ float vec_dot_q5_K_avx2(int64_t n, const void* w, const void* act) {
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
     accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mins_dot(m, a[b].bsums)), _mm256_set1_ps(dmin), accm);
   }
-  return hsum(_mm256_sub_ps(acc, accm));
+  return hsum256(_mm256_sub_ps(acc, accm));
 }
 
 float vec_dot_q6_K_avx2(int64_t n, const void* w, const void* act) {
@@ -200,11 +157,11 @@ float vec_dot_q6_K_avx2(int64_t n, const void* w, const void* act) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales));
     // -32 * sum_s sc[s] * bsums[s], from the offset of q - 32.
-    const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load(a[b].bsums));
+    const __m256i off = _mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8), load256(a[b].bsums));
     __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
     for (int h = 0; h < 2; ++h) {
-      const __m256i ql0 = load(x[b].ql + 64 * h), ql1 = load(x[b].ql + 64 * h + 32);
-      const __m256i qh = load(x[b].qh + 32 * h);
+      const __m256i ql0 = load256(x[b].ql + 64 * h), ql1 = load256(x[b].ql + 64 * h + 32);
+      const __m256i qh = load256(x[b].qh + 32 * h);
       // Quant c of element l: nibble of ql, top two bits from qh bits 2c..2c+1 (moved to bits 4..5).
       const __m256i q[4] = {
           _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
@@ -215,14 +172,14 @@ float vec_dot_q6_K_avx2(int64_t n, const void* w, const void* act) {
       };
       const int8_t* aq = a[b].qs + 128 * h;
       for (int c = 0; c < 4; ++c) {
-        const __m256i p = _mm256_maddubs_epi16(q[c], load(aq + 32 * c));
+        const __m256i p = _mm256_maddubs_epi16(q[c], load256(aq + 32 * c));
         const __m256i s = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, pair_idx[4 * h + c]));
         sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
       }
     }
     acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(_cvtsh_ss(x[b].d) * a[b].d), acc);
   }
-  return hsum(acc);
+  return hsum256(acc);
 }
 
 }  // namespace slm::kernels

@@ -8,36 +8,18 @@
 #include <cstring>
 
 #include "quant_k_simd.h"
+#include "simd_common.h"
 #include "slm/kernels/quant_k.h"
 
 namespace slm::kernels {
 
 namespace {
 
-__m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 __m512i load512(const void* p) { return _mm512_loadu_si512(p); }
 
 // Two 256-bit halves as one 512-bit vector (lo in lanes 0..31 bytes).
 __m512i join(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
-void unpack_k4(const uint8_t* p, uint8_t sc[8], uint8_t m[8]) {
-  uint32_t w[3];
-  std::memcpy(w, p, 12);
-  const uint32_t s_lo = w[0] & 0x3f3f3f3f, m_lo = w[1] & 0x3f3f3f3f;
-  const uint32_t s_hi = (w[2] & 0x0f0f0f0f) | ((w[0] >> 2) & 0x30303030);
-  const uint32_t m_hi = ((w[2] >> 4) & 0x0f0f0f0f) | ((w[1] >> 2) & 0x30303030);
-  std::memcpy(sc, &s_lo, 4);
-  std::memcpy(sc + 4, &s_hi, 4);
-  std::memcpy(m, &m_lo, 4);
-  std::memcpy(m + 4, &m_hi, 4);
-}
-
-// sum_s m[s] * (bsums[2s] + bsums[2s + 1]) as 8 int32 lanes.
-__m256i mins_dot(const uint8_t m[8], const int16_t* bsums) {
-  const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)));
-  const __m256i mdup = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-  return _mm256_madd_epi16(load256(bsums), mdup);
-}
 
 // Word-permute indices: lane i takes element base + i / group.
 __m512i spread_idx(int base, int group) {
@@ -61,19 +43,6 @@ __m512i scaled_dots_k4(const uint8_t sc[8], const int8_t* aq, const __m512i idx[
   return sumi;
 }
 
-__m128i unpack_q3_scales(const uint8_t* p) {
-  // By words, in registers (bytes stored one by one and reloaded as a vector
-  // would stall store forwarding): scale i = low nibble of byte i % 8 (i / 8
-  // picks the nibble) | bits 2(i / 4)..+1 of byte 8 + i % 4, shifted to 4..5.
-  uint32_t w[3];
-  std::memcpy(w, p, 12);
-  const uint32_t lo = 0x0f0f0f0f, hi = 0x03030303;
-  const __m128i sc = _mm_set_epi32(static_cast<int>(((w[1] >> 4) & lo) | (((w[2] >> 6) & hi) << 4)),
-                                   static_cast<int>(((w[0] >> 4) & lo) | (((w[2] >> 4) & hi) << 4)),
-                                   static_cast<int>((w[1] & lo) | (((w[2] >> 2) & hi) << 4)),
-                                   static_cast<int>((w[0] & lo) | ((w[2] & hi) << 4)));
-  return _mm_sub_epi8(sc, _mm_set1_epi8(32));
-}
 
 // 16 sub-blocks of 16 (Q2_K, Q3_K): sum_s sc[s] * dot(q_s, a_s), sc16 the 16
 // scales as words; quants_of(t) the 64 unsigned quants of elements 64t..64t+63.

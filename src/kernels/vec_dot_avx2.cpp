@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "simd.h"
+#include "simd_common.h"
 #include "slm/kernels/dispatch.h"
 #include "slm/kernels/quant.h"
 
@@ -12,26 +13,10 @@ namespace slm::kernels {
 
 namespace {
 
-float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-
 // Sum of u8 x s8 products of 32 bytes as 8 int32 lanes.
 __m256i dot_u8s8(__m256i u, __m256i s) {
   const __m256i p16 = _mm256_maddubs_epi16(u, s);
   return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-}
-
-// 16 packed bytes -> 32 nibbles: low nibbles in bytes 0..15, high in 16..31.
-__m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(0x0f);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
 }
 
 // The 32 bits of qh as 32 bytes of 0x10 or 0.
@@ -59,7 +44,7 @@ float vec_dot_f32_avx2(int64_t n, const void* w, const void* act) {
     s3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), s3);
   }
   for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-  float s = hsum(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  float s = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
 }
@@ -78,7 +63,7 @@ float vec_dot_f16_avx2(int64_t n, const void* w, const void* act) {
   for (; i + 8 <= n; i += 8)
     s0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))),
                          _mm256_loadu_ps(b + i), s0);
-  float s = hsum(_mm256_add_ps(s0, s1));
+  float s = hsum256(_mm256_add_ps(s0, s1));
   for (; i < n; ++i) s += half_to_float(a[i]) * b[i];
   return s;
 }
@@ -92,7 +77,7 @@ float vec_dot_bf16_avx2(int64_t n, const void* w, const void* act) {
     const __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
     s0 = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), _mm256_loadu_ps(b + i), s0);
   }
-  float s = hsum(s0);
+  float s = hsum256(s0);
   for (; i < n; ++i) {
     uint32_t u = static_cast<uint32_t>(a[i]) << 16;
     float f;
@@ -113,7 +98,7 @@ float vec_dot_q8_0_avx2(int64_t n, const void* w, const void* act) {
     const __m256i d = dot_u8s8(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
     acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * y[b].d), _mm256_cvtepi32_ps(d), acc);
   }
-  return hsum(acc);
+  return hsum256(acc);
 }
 
 float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* act) {
@@ -128,7 +113,7 @@ float vec_dot_q4_0_avx2(int64_t n, const void* w, const void* act) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(d), acc);
     corr += s * static_cast<float>(8 * y[b].sum);
   }
-  return hsum(acc) - corr;
+  return hsum256(acc) - corr;
 }
 
 float vec_dot_q4_1_avx2(int64_t n, const void* w, const void* act) {
@@ -142,7 +127,7 @@ float vec_dot_q4_1_avx2(int64_t n, const void* w, const void* act) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(half_to_float(x[b].d) * y[b].d), _mm256_cvtepi32_ps(d), acc);
     mins += half_to_float(x[b].m) * y[b].d * static_cast<float>(y[b].sum);
   }
-  return hsum(acc) + mins;
+  return hsum256(acc) + mins;
 }
 
 float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* act) {
@@ -158,7 +143,7 @@ float vec_dot_q5_0_avx2(int64_t n, const void* w, const void* act) {
     acc = _mm256_fmadd_ps(_mm256_set1_ps(s), _mm256_cvtepi32_ps(d), acc);
     corr += s * static_cast<float>(16 * y[b].sum);
   }
-  return hsum(acc) - corr;
+  return hsum256(acc) - corr;
 }
 
 void axpy_f32_avx2(int64_t n, float a, const void* x, float* y) {
@@ -242,7 +227,7 @@ void rmsnorm_avx2(const float* x, const float* w, float eps, float* out, int64_t
     const __m256 v = _mm256_loadu_ps(x + i);
     ss = _mm256_fmadd_ps(v, v, ss);
   }
-  float s = hsum(ss);
+  float s = hsum256(ss);
   for (int64_t j = i; j < n; ++j) s += x[j] * x[j];
   const float scale = 1.0f / sqrtf(s / static_cast<float>(n) + eps);
   const __m256 vs = _mm256_set1_ps(scale);

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "simd.h"
+#include "simd_common.h"
 #include "slm/core/assert.h"
 #include "slm/kernels/dispatch.h"
 #include "slm/kernels/quant.h"
@@ -14,29 +15,7 @@ namespace slm::kernels {
 
 namespace {
 
-float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
-
 __m256i dot_u8s8(__m256i u, __m256i s) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s); }
-
-__m256i unpack_nibbles(const uint8_t* qs) {
-  const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m128i m = _mm_set1_epi8(0x0f);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(x, 4), m), _mm_and_si128(x, m));
-}
-
-__m256i fifth_bits(const uint8_t* qh_bytes) {
-  uint32_t qh;
-  std::memcpy(&qh, qh_bytes, 4);
-  // One mask bit per byte: AVX-512BW turns it into bytes directly.
-  return _mm256_maskz_mov_epi8(static_cast<__mmask32>(qh), _mm256_set1_epi8(0x10));
-}
 
 }  // namespace
 
