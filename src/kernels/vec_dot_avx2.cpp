@@ -165,6 +165,158 @@ void axpy_f16_avx2(int64_t n, float a, const void* x, float* y) {
   for (; i < n; ++i) y[i] += a * half_to_float(v[i]);
 }
 
+namespace {
+
+// Tiles for prompt processing on AVX2 (16 registers): sub-tiles of at most
+// 2 weight rows x 2 activation rows, each weight block unpacked once per
+// sub-tile. Weights as unsigned bytes u and the per-lane offset k / 8 such
+// that the signed dot is sum(u * a) - k * sum(a) (madd leaves 8 lanes per
+// block); Q8_0 is signed, so it uses the sign trick instead (offset 0).
+struct TileQ4_0 {
+  using Block = BlockQ4_0;
+  static constexpr int kOffset = 1;
+  static __m256i u8(const Block& x) { return unpack_nibbles(x.qs); }
+};
+struct TileQ5_0 {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 2;
+  static __m256i u8(const Block& x) { return _mm256_or_si256(unpack_nibbles(x.qs), fifth_bits(x.qh)); }
+};
+
+template <typename L, int W, int A>
+void tile_q(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act, int64_t act_stride, float* out,
+            int out_stride) {
+  __m256 acc[W][A];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) acc[i][j] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / 32; ++b) {
+    __m256i u[W];
+    float dx[W];
+    for (int i = 0; i < W; ++i) {
+      const auto& x = reinterpret_cast<const typename L::Block*>(w + i * w_stride)[b];
+      u[i] = L::u8(x);
+      dx[i] = half_to_float(x.d);
+    }
+    for (int j = 0; j < A; ++j) {
+      const auto& y = reinterpret_cast<const ActQ8x32*>(act + j * act_stride)[b];
+      const __m256i qa = load256(y.qs);
+      const __m256i off = _mm256_set1_epi32(L::kOffset * y.sum);
+      for (int i = 0; i < W; ++i) {
+        const __m256i d = _mm256_sub_epi32(dot_u8s8(u[i], qa), off);
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dx[i] * y.d), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) out[i * out_stride + j] = hsum256(acc[i][j]);
+}
+
+template <int W, int A>
+void tile_q8_0(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act, int64_t act_stride, float* out,
+               int out_stride) {
+  __m256 acc[W][A];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) acc[i][j] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / 32; ++b) {
+    __m256i qx[W], ax[W];
+    float dx[W];
+    for (int i = 0; i < W; ++i) {
+      const auto& x = reinterpret_cast<const BlockQ8_0*>(w + i * w_stride)[b];
+      qx[i] = load256(x.qs);
+      ax[i] = _mm256_sign_epi8(qx[i], qx[i]);
+      dx[i] = half_to_float(x.d);
+    }
+    for (int j = 0; j < A; ++j) {
+      const auto& y = reinterpret_cast<const ActQ8x32*>(act + j * act_stride)[b];
+      const __m256i qa = load256(y.qs);
+      for (int i = 0; i < W; ++i) {
+        const __m256i d = dot_u8s8(ax[i], _mm256_sign_epi8(qa, qx[i]));
+        acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(dx[i] * y.d), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) out[i * out_stride + j] = hsum256(acc[i][j]);
+}
+
+template <int W, int A>
+void tile_f32(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act, int64_t act_stride, float* out,
+              int out_stride) {
+  __m256 acc[W][A];
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t e = 0;
+  for (; e + 8 <= n; e += 8) {
+    __m256 wv[W];
+    for (int i = 0; i < W; ++i) wv[i] = _mm256_loadu_ps(reinterpret_cast<const float*>(w + i * w_stride) + e);
+    for (int j = 0; j < A; ++j) {
+      const __m256 av = _mm256_loadu_ps(reinterpret_cast<const float*>(act + j * act_stride) + e);
+      for (int i = 0; i < W; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], av, acc[i][j]);
+    }
+  }
+  for (int i = 0; i < W; ++i)
+    for (int j = 0; j < A; ++j) {
+      float s = hsum256(acc[i][j]);
+      const float* wr = reinterpret_cast<const float*>(w + i * w_stride);
+      const float* ar = reinterpret_cast<const float*>(act + j * act_stride);
+      for (int64_t t = e; t < n; ++t) s += wr[t] * ar[t];
+      out[i * out_stride + j] = s;
+    }
+}
+
+using SubTile = void (*)(int64_t, const uint8_t*, int64_t, const uint8_t*, int64_t, float*, int);
+
+// Covers an n_w x n_act request with 2 x 2 sub-tiles (1-wide at the edges).
+template <template <int, int> class K>
+void tile_by_2x2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride, int n_act,
+                 float* out) {
+  static const SubTile kFns[2][2] = {{K<1, 1>::fn, K<1, 2>::fn}, {K<2, 1>::fn, K<2, 2>::fn}};
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* ab = static_cast<const uint8_t*>(act);
+  for (int i = 0; i < n_w; i += 2) {
+    const int wi = n_w - i >= 2 ? 2 : 1;
+    for (int j = 0; j < n_act; j += 2) {
+      const int aj = n_act - j >= 2 ? 2 : 1;
+      kFns[wi - 1][aj - 1](n, wb + i * w_stride, w_stride, ab + j * act_stride, act_stride, out + i * n_act + j, n_act);
+    }
+  }
+}
+
+template <typename L>
+struct QK {
+  template <int W, int A>
+  struct K {
+    static constexpr SubTile fn = tile_q<L, W, A>;
+  };
+};
+template <int W, int A>
+struct Q8K {
+  static constexpr SubTile fn = tile_q8_0<W, A>;
+};
+template <int W, int A>
+struct F32K {
+  static constexpr SubTile fn = tile_f32<W, A>;
+};
+
+}  // namespace
+
+void dot_tile_f32_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                       int n_act, float* out) {
+  tile_by_2x2<F32K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
+}
+void dot_tile_q8_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out) {
+  tile_by_2x2<Q8K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
+}
+void dot_tile_q4_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out) {
+  tile_by_2x2<QK<TileQ4_0>::K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
+}
+void dot_tile_q5_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                        int n_act, float* out) {
+  tile_by_2x2<QK<TileQ5_0>::K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
+}
+
 void quantize_act_q8x32_avx2(const float* x, void* act, int64_t n) {
   auto* y = static_cast<ActQ8x32*>(act);
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
