@@ -51,6 +51,7 @@ KernelSet make_set(Isa isa) {
     case Isa::kAvx2:
       SLM_FILL_ISA(ks, avx2);
       ks.weights[static_cast<int>(DType::kF32)].dot_tile = dot_tile_f32_avx2;
+      ks.weights[static_cast<int>(DType::kF16)].dot_tile = dot_tile_f16_avx2;
       ks.weights[static_cast<int>(DType::kQ8_0)].dot_tile = dot_tile_q8_0_avx2;
       ks.weights[static_cast<int>(DType::kQ4_0)].dot_tile = dot_tile_q4_0_avx2;
       ks.weights[static_cast<int>(DType::kQ5_0)].dot_tile = dot_tile_q5_0_avx2;

@@ -40,6 +40,8 @@ void dot_tile_q4_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, c
                         int n_act, float* out);
 void dot_tile_f32_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                        int n_act, float* out);
+void dot_tile_f16_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                       int n_act, float* out);
 void dot_tile_q8_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                         int n_act, float* out);
 void dot_tile_q4_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,

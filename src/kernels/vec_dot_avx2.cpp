@@ -239,16 +239,28 @@ void tile_q8_0(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act
     for (int j = 0; j < A; ++j) out[i * out_stride + j] = hsum256(acc[i][j]);
 }
 
-template <int W, int A>
-void tile_f32(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act, int64_t act_stride, float* out,
-              int out_stride) {
+// Float weights: F32 as they are, F16 through F16C.
+struct TileF32 {
+  static __m256 load(const uint8_t* w, int64_t e) { return _mm256_loadu_ps(reinterpret_cast<const float*>(w) + e); }
+  static float at(const uint8_t* w, int64_t e) { return reinterpret_cast<const float*>(w)[e]; }
+};
+struct TileF16 {
+  static __m256 load(const uint8_t* w, int64_t e) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(w) + e)));
+  }
+  static float at(const uint8_t* w, int64_t e) { return half_to_float(reinterpret_cast<const uint16_t*>(w)[e]); }
+};
+
+template <typename L, int W, int A>
+void tile_f(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act, int64_t act_stride, float* out,
+            int out_stride) {
   __m256 acc[W][A];
   for (int i = 0; i < W; ++i)
     for (int j = 0; j < A; ++j) acc[i][j] = _mm256_setzero_ps();
   int64_t e = 0;
   for (; e + 8 <= n; e += 8) {
     __m256 wv[W];
-    for (int i = 0; i < W; ++i) wv[i] = _mm256_loadu_ps(reinterpret_cast<const float*>(w + i * w_stride) + e);
+    for (int i = 0; i < W; ++i) wv[i] = L::load(w + i * w_stride, e);
     for (int j = 0; j < A; ++j) {
       const __m256 av = _mm256_loadu_ps(reinterpret_cast<const float*>(act + j * act_stride) + e);
       for (int i = 0; i < W; ++i) acc[i][j] = _mm256_fmadd_ps(wv[i], av, acc[i][j]);
@@ -257,9 +269,8 @@ void tile_f32(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act,
   for (int i = 0; i < W; ++i)
     for (int j = 0; j < A; ++j) {
       float s = hsum256(acc[i][j]);
-      const float* wr = reinterpret_cast<const float*>(w + i * w_stride);
       const float* ar = reinterpret_cast<const float*>(act + j * act_stride);
-      for (int64_t t = e; t < n; ++t) s += wr[t] * ar[t];
+      for (int64_t t = e; t < n; ++t) s += L::at(w + i * w_stride, t) * ar[t];
       out[i * out_stride + j] = s;
     }
 }
@@ -293,16 +304,23 @@ template <int W, int A>
 struct Q8K {
   static constexpr SubTile fn = tile_q8_0<W, A>;
 };
-template <int W, int A>
-struct F32K {
-  static constexpr SubTile fn = tile_f32<W, A>;
+template <typename L>
+struct FK {
+  template <int W, int A>
+  struct K {
+    static constexpr SubTile fn = tile_f<L, W, A>;
+  };
 };
 
 }  // namespace
 
 void dot_tile_f32_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                        int n_act, float* out) {
-  tile_by_2x2<F32K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
+  tile_by_2x2<FK<TileF32>::K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
+}
+void dot_tile_f16_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
+                       int n_act, float* out) {
+  tile_by_2x2<FK<TileF16>::K>(n, w, w_stride, n_w, act, act_stride, n_act, out);
 }
 void dot_tile_q8_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                         int n_act, float* out) {
