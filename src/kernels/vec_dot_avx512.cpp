@@ -85,12 +85,11 @@ float vec_dot_bf16_avx512(int64_t n, const void* w, const void* act) {
 namespace {
 
 // ActQ8x64 interleaves a pair of blocks by 16-byte lanes: [a0 0..15, a1 0..15,
-// a0 16..31, a1 16..31], so Q4_0's nibbles need no shuffle. The loaders below
-// give the weights of the 32-element block types in that order as unsigned
-// bytes u, with the integer offset k such that the signed dot is
-// sum(u * a) - k * sum(a): Q8_0: u = q + 128 (k 128); Q4_0: u = q (k 8);
-// Q5_0: u = q (k 16). Each block's products land in 8 int32 lanes, so the
-// offset per lane is k / 8.
+// a0 16..31, a1 16..31], so Q4_0's nibbles need no shuffle, and stores the
+// activations offset to unsigned (a + 128) for VNNI's u8 x s8 dot. The loaders
+// below give a pair of weight blocks in that order as signed bytes; the
+// activation offset is taken back per weight row (128 * the weights' lane
+// sums), once for all the activation rows of a tile.
 __m512i lanes(const uint8_t* a0, const uint8_t* a1, const uint8_t* a2, const uint8_t* a3) {
   const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a0))),
                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(a1)), 1);
@@ -99,15 +98,6 @@ __m512i lanes(const uint8_t* a0, const uint8_t* a1, const uint8_t* a2, const uin
   return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
 }
 
-struct LoadQ8_0 {
-  using Block = BlockQ8_0;
-  static constexpr int kOffsetPerLane = 128 / 8;
-  static __m512i u8_pair(const Block& x0, const Block& x1) {
-    const auto* p0 = reinterpret_cast<const uint8_t*>(x0.qs);
-    const auto* p1 = reinterpret_cast<const uint8_t*>(x1.qs);
-    return _mm512_xor_si512(lanes(p0, p1, p0 + 16, p1 + 16), _mm512_set1_epi8(-128));
-  }
-};
 // Two rows of 16 packed nibble bytes -> [lo0 lo1 hi0 hi1]: low nibbles are elements 0..15.
 __m512i nibble_pair(const uint8_t* q0, const uint8_t* q1) {
   const __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0))),
@@ -116,21 +106,30 @@ __m512i nibble_pair(const uint8_t* q0, const uint8_t* q1) {
   return _mm512_and_si512(w, _mm512_set1_epi8(0x0f));
 }
 
+struct LoadQ8_0 {
+  using Block = BlockQ8_0;
+  static __m512i s8_pair(const Block& x0, const Block& x1) {
+    const auto* p0 = reinterpret_cast<const uint8_t*>(x0.qs);
+    const auto* p1 = reinterpret_cast<const uint8_t*>(x1.qs);
+    return lanes(p0, p1, p0 + 16, p1 + 16);
+  }
+};
 struct LoadQ4_0 {
   using Block = BlockQ4_0;
-  static constexpr int kOffsetPerLane = 1;
-  static __m512i u8_pair(const Block& x0, const Block& x1) { return nibble_pair(x0.qs, x1.qs); }
+  static __m512i s8_pair(const Block& x0, const Block& x1) {
+    return _mm512_sub_epi8(nibble_pair(x0.qs, x1.qs), _mm512_set1_epi8(8));
+  }
 };
 struct LoadQ5_0 {
   using Block = BlockQ5_0;
-  static constexpr int kOffsetPerLane = 2;
-  static __m512i u8_pair(const Block& x0, const Block& x1) {
+  static __m512i s8_pair(const Block& x0, const Block& x1) {
     uint32_t h0, h1;
     std::memcpy(&h0, x0.qh, 4);
     std::memcpy(&h1, x1.qh, 4);
     const uint64_t m = (h0 & 0xffffull) | (uint64_t{h1 & 0xffffu} << 16) | (uint64_t{h0 >> 16} << 32) |
                        (uint64_t{h1 >> 16} << 48);
-    return _mm512_or_si512(nibble_pair(x0.qs, x1.qs), _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
+    const __m512i q = _mm512_or_si512(nibble_pair(x0.qs, x1.qs), _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
+    return _mm512_sub_epi8(q, _mm512_set1_epi8(16));
   }
 };
 __m512 pair_scales(uint16_t h0, uint16_t h1) {
@@ -149,30 +148,35 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
   const auto* wbase = static_cast<const uint8_t*>(w);
   const auto* abase = static_cast<const uint8_t*>(act);
   const int64_t nb = n / 32;
-  constexpr int kShift = L::kOffsetPerLane == 1 ? 0 : L::kOffsetPerLane == 2 ? 1 : 4;
-  static_assert((1 << kShift) == L::kOffsetPerLane);
   constexpr int kAcc = W * A == 1 ? 2 : 1;
   __m512 acc[W][A][kAcc];
   for (int i = 0; i < W; ++i)
     for (int j = 0; j < A; ++j)
       for (int k = 0; k < kAcc; ++k) acc[i][j][k] = _mm512_setzero_ps();
-  // One step: blocks b and b+1 into accumulator slot k (a constant after
-  // inlining, so the accumulators stay in registers).
-  auto step = [&](int64_t b, int k) __attribute__((always_inline)) {
-    __m512i u[W];
+  // An odd last block pairs with a zero block: its record's second half is
+  // empty and a zero block's scale is 0.
+  typename L::Block zero;
+  std::memset(&zero, 0, sizeof zero);
+  // One step: blocks b and b+1 (or b and zero) into accumulator slot k (a
+  // constant after inlining, so the accumulators stay in registers).
+  auto step = [&](int64_t b, bool last_odd, int k) __attribute__((always_inline)) {
+    __m512i s[W], neg_off[W];
     __m512 dx[W];
     for (int i = 0; i < W; ++i) {
       const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride) + b;
-      u[i] = L::u8_pair(x[0], x[1]);
-      dx[i] = pair_scales(x[0].d, x[1].d);
+      const auto& x1 = last_odd ? zero : x[1];
+      s[i] = L::s8_pair(x[0], x1);
+      // -128 * (sum of the weights in each int32 lane): undoes the +128 of the activations.
+      neg_off[i] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), s[i]));
+      dx[i] = pair_scales(x[0].d, x1.d);
     }
     for (int j = 0; j < A; ++j) {
       const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
       const __m512i qa = _mm512_loadu_si512(y->qs);
-      const __m512i off = _mm512_slli_epi32(_mm512_loadu_si512(y->sums), kShift);
       const __m512 dy = _mm512_loadu_ps(y->d);
       for (int i = 0; i < W; ++i) {
-        const __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[i], qa), off);
+        const __m512i d = _mm512_dpbusd_epi32(neg_off[i], qa, s[i]);
         acc[i][j][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx[i], dy), acc[i][j][k]);
       }
     }
@@ -180,34 +184,12 @@ void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int
   int64_t b = 0;
   if (kAcc == 2) {
     for (; b + 4 <= nb; b += 4) {
-      step(b, 0);
-      step(b + 2, kAcc - 1);
+      step(b, false, 0);
+      step(b + 2, false, kAcc - 1);
     }
   }
-  for (; b + 2 <= nb; b += 2) step(b, 0);
-  if (b < nb) {
-    // An odd last block: its record was padded with an empty block (zero
-    // quants, sums and scales), so pair it with a zero weight block.
-    typename L::Block zero[W];
-    std::memset(zero, 0, sizeof zero);
-    __m512i u[W];
-    __m512 dx[W];
-    for (int i = 0; i < W; ++i) {
-      const auto& x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride)[b];
-      u[i] = L::u8_pair(x, zero[i]);
-      dx[i] = pair_scales(x.d, 0);
-    }
-    for (int j = 0; j < A; ++j) {
-      const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
-      const __m512i qa = _mm512_loadu_si512(y->qs);
-      const __m512i off = _mm512_slli_epi32(_mm512_loadu_si512(y->sums), kShift);
-      const __m512 dy = _mm512_loadu_ps(y->d);
-      for (int i = 0; i < W; ++i) {
-        const __m512i d = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), u[i], qa), off);
-        acc[i][j][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx[i], dy), acc[i][j][0]);
-      }
-    }
-  }
+  for (; b + 2 <= nb; b += 2) step(b, false, 0);
+  if (b < nb) step(b, true, 0);
   for (int i = 0; i < W; ++i)
     for (int j = 0; j < A; ++j) {
       __m512 a = acc[i][j][0];
@@ -373,20 +355,17 @@ void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n) {
     const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));  // round half to even
     const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
-    // Block h's 16-byte halves go to lanes h and h + 2 (see lanes() above).
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 16 * h), _mm512_cvtsepi32_epi8(q0));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 + 16 * h), _mm512_cvtsepi32_epi8(q1));
-    const __m128i sum = _mm_set1_epi32(_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1)));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.sums + 4 * h), sum);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.sums + 8 + 4 * h), sum);
+    // Block h's 16-byte halves go to lanes h and h + 2 (see lanes() above), as a + 128.
+    const __m128i bias = _mm_set1_epi8(-128);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 16 * h), _mm_xor_si128(_mm512_cvtsepi32_epi8(q0), bias));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 + 16 * h), _mm_xor_si128(_mm512_cvtsepi32_epi8(q1), bias));
     _mm_storeu_ps(r.d + 4 * h, _mm_set1_ps(d));
     _mm_storeu_ps(r.d + 8 + 4 * h, _mm_set1_ps(d));
   }
-  if (nb % 2) {  // pad the last record with an empty block (lanes 1 and 3)
+  if (nb % 2) {  // pad the last record with an empty block (lanes 1 and 3): a = 0, d = 0
     ActQ8x64& r = y[nb / 2];
     for (int lane : {1, 3}) {
-      std::memset(r.qs + 16 * lane, 0, 16);
-      std::memset(r.sums + 4 * lane, 0, 16);
+      std::memset(r.qs + 16 * lane, 0x80, 16);
       std::memset(r.d + 4 * lane, 0, 16);
     }
   }

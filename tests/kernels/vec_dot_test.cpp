@@ -74,7 +74,9 @@ TEST_P(VecDot, SimdMatchesReference) {
       std::vector<uint8_t> act_r(static_cast<size_t>(ab)), act_f(static_cast<size_t>(abf));
       ref.quantize_act[static_cast<int>(kr.act_type)](x.data(), act_r.data(), n);
       ks.quantize_act[static_cast<int>(kf.act_type)](x.data(), act_f.data(), n);
-      if (kf.act_type == kr.act_type) ASSERT_EQ(act_r, act_f) << isa_name(isa) << ": activation quantizers differ";
+      if (kf.act_type == kr.act_type) {
+        ASSERT_EQ(act_r, act_f) << isa_name(isa) << ": activation quantizers differ";
+      }
       const double r = kr.vec_dot(n, w.data(), act_r.data());
       const double f = kf.vec_dot(n, w.data(), act_f.data());
       // Normalise by the sum of |products| so a near-zero dot does not inflate the error.

@@ -41,15 +41,14 @@ static_assert(sizeof(ActQ8x256) == 292);
 
 // AVX-512's layout of the same int8 activations, two 32-blocks per record so
 // one 512-bit load takes both, interleaved by 16-byte lanes (block 0's halves
-// in lanes 0 and 2, block 1's in 1 and 3), with each block's sum and scale
-// spread over the int32 lanes its products land in (an odd last block is
-// paired with zeros).
+// in lanes 0 and 2, block 1's in 1 and 3), stored as unsigned a + 128 for
+// VNNI, with each block's scale spread over the int32 lanes its products land
+// in (an odd last block is paired with an empty one).
 struct alignas(64) ActQ8x64 {
-  int8_t qs[64];
-  int32_t sums[16];
+  uint8_t qs[64];
   float d[16];
 };
-static_assert(sizeof(ActQ8x64) == 192);
+static_assert(sizeof(ActQ8x64) == 128);
 
 enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
