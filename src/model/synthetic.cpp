@@ -44,13 +44,33 @@ Status finish_spec(SyntheticSpec* s) {
     return Status::InvalidArgument(fmt::format("[gen-model] type {} needs dim and ffn to be multiples of {}",
                                                dtype_name(s->type), block));
   if (s->type != DType::kF32 && s->type != DType::kF16 && s->type != DType::kBF16 && s->type != DType::kQ8_0 &&
-      s->type != DType::kQ4_0)
-    return Status::Unsupported(fmt::format("[gen-model] type {} (supported: F32, F16, BF16, Q8_0, Q4_0)",
-                                           dtype_name(s->type)));
+      s->type != DType::kQ4_0 && s->type != DType::kQ4_K && s->type != DType::kQ5_K && s->type != DType::kQ6_K)
+    return Status::Unsupported(fmt::format("[gen-model] type {} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, "
+                                           "Q6_K)", dtype_name(s->type)));
   return Status::Ok();
 }
 
 namespace {
+
+// k-quants: random quants and scales with small super-scales. Any bytes are
+// valid blocks, and speed does not depend on the values (slm has no k-quant
+// quantizer yet).
+void random_k_blocks(std::mt19937_64& rng, DType t, uint8_t* dst, int64_t cols) {
+  const DTypeInfo& info = dtype_info(t);
+  const int64_t nb = cols / info.block_size;
+  for (int64_t i = 0; i < nb * info.block_bytes; ++i) dst[i] = static_cast<uint8_t>(rng());
+  const float scale = 0.01f / std::sqrt(static_cast<float>(cols));
+  for (int64_t b = 0; b < nb; ++b) {
+    uint8_t* blk = dst + b * info.block_bytes;
+    const uint16_t d = f32_to_f16(scale), dmin = f32_to_f16(scale * 8);
+    if (t == DType::kQ6_K) {
+      std::memcpy(blk + info.block_bytes - 2, &d, 2);  // d last
+    } else {                                          // Q4_K / Q5_K: d, dmin first
+      std::memcpy(blk, &d, 2);
+      std::memcpy(blk + 2, &dmin, 2);
+    }
+  }
+}
 
 // A rows x cols matrix of N(0, 1/sqrt(cols)) values in the given type.
 std::vector<uint8_t> random_matrix(std::mt19937_64& rng, int64_t rows, int64_t cols, DType t) {
@@ -71,6 +91,9 @@ std::vector<uint8_t> random_matrix(std::mt19937_64& rng, int64_t rows, int64_t c
         break;
       case DType::kQ8_0: kernels::quantize_row_q8_0_ref(row.data(), reinterpret_cast<kernels::BlockQ8_0*>(dst), cols); break;
       case DType::kQ4_0: kernels::quantize_row_q4_0_ref(row.data(), reinterpret_cast<kernels::BlockQ4_0*>(dst), cols); break;
+      case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+        random_k_blocks(rng, t, dst, cols);
+        break;
       default: break;
     }
   }

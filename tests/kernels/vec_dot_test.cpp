@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "slm/core/half.h"
@@ -32,6 +33,21 @@ std::vector<uint8_t> random_weights(DType t, int64_t rows, int64_t n, std::mt199
       case DType::kBF16: for (int64_t i = 0; i < n; ++i) reinterpret_cast<uint16_t*>(dst)[i] = f32_to_bf16(x[i]); break;
       case DType::kQ8_0: quantize_row_q8_0_ref(x.data(), reinterpret_cast<BlockQ8_0*>(dst), n); break;
       case DType::kQ4_0: quantize_row_q4_0_ref(x.data(), reinterpret_cast<BlockQ4_0*>(dst), n); break;
+      case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K: {  // random blocks, sane super-scales
+        const DTypeInfo& info = dtype_info(t);
+        for (size_t i = 0; i < row_bytes(t, n); ++i) dst[i] = static_cast<uint8_t>(byte(rng));
+        for (int64_t b = 0; b < n / info.block_size; ++b) {
+          uint8_t* blk = dst + b * info.block_bytes;
+          const uint16_t d = f32_to_f16(0.01f + 0.01f * std::fabs(nd(rng))), dmin = f32_to_f16(0.02f);
+          if (t == DType::kQ6_K) {
+            std::memcpy(blk + info.block_bytes - 2, &d, 2);
+          } else {
+            std::memcpy(blk, &d, 2);
+            std::memcpy(blk + 2, &dmin, 2);
+          }
+        }
+        break;
+      }
       default: {  // Q4_1, Q5_0: random quants, with sane fp16 scales
         const DTypeInfo& info = dtype_info(t);
         for (size_t i = 0; i < row_bytes(t, n); ++i) dst[i] = static_cast<uint8_t>(byte(rng));
@@ -62,10 +78,10 @@ TEST_P(VecDot, SimdMatchesReference) {
     const WeightKernels& kr = ref.of(c.type);
     const WeightKernels& kf = ks.of(c.type);
     ASSERT_NE(kf.vec_dot, nullptr);
-    const int block = dtype_info(c.type).block_size == 1 ? 1 : 32;
+    const int block = dtype_info(c.type).block_size;
     // Odd sizes: odd block counts, and for float types lengths that leave a tail.
     for (int64_t n : {int64_t{block * 1}, int64_t{block * 3}, int64_t{block * 7}, int64_t{block * 33},
-                      int64_t{block == 1 ? 1003 : 32 * 95}}) {
+                      int64_t{block == 1 ? 1003 : block * 11}}) {
       std::vector<uint8_t> w = random_weights(c.type, 1, n, rng);
       std::vector<float> x(static_cast<size_t>(n));
       for (auto& v : x) v = nd(rng);
@@ -125,7 +141,8 @@ INSTANTIATE_TEST_SUITE_P(AllTypes, VecDot,
                          ::testing::Values(Case{DType::kF32, 1e-12}, Case{DType::kF16, 1e-12},
                                            Case{DType::kBF16, 1e-12}, Case{DType::kQ8_0, 1e-12},
                                            Case{DType::kQ4_0, 1e-12}, Case{DType::kQ4_1, 1e-12},
-                                           Case{DType::kQ5_0, 1e-12}),
+                                           Case{DType::kQ5_0, 1e-12}, Case{DType::kQ4_K, 1e-12},
+                                           Case{DType::kQ6_K, 1e-12}),
                          [](const auto& info) { return std::string(dtype_name(info.param.type)); });
 
 // The int8 activations approximate the floats within half a quantization step.
