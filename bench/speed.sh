@@ -5,9 +5,11 @@
 # Models are generated once into $SLM_BENCH_MODELS (default /tmp/slm-bench-models;
 # the F32 tinyllama is 4.4 GB). Takes about 15 minutes.
 # Usage: bench/speed.sh [shape ...]   (shapes: 110m tinyllama-1.1b)
+# SLM_BIN=path runs another slm binary (default build/slm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x build/slm ] || scripts/setup.sh
+slm=${SLM_BIN:-build/slm}
 dir=${SLM_BENCH_MODELS:-/tmp/slm-bench-models}
 mkdir -p "$dir"
 shapes=("$@")
@@ -28,8 +30,8 @@ echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for shape in "${shapes[@]}"; do
   for type in Q4_0 Q8_0 F16 F32; do
     model="$dir/$shape-$type.gguf"
-    [ -f "$model" ] || build/slm gen-model --preset "$shape" --type "$type" --out "$model" 2>/dev/null
-    json=$(build/slm bench "$model" -t 2 -p 128 -n 64 --reps 3 --kv-type f16 --json 2>/dev/null)
+    [ -f "$model" ] || "$slm" gen-model --preset "$shape" --type "$type" --out "$model" 2>/dev/null
+    json=$("$slm" bench "$model" -t 2 -p 128 -n 64 --reps 3 --kv-type f16 --json 2>/dev/null)
     read -r ref_tg ref_pp <<<"$(ref "$shape" "$type")"
     python3 - "$shape" "$type" "$ref_tg" "$ref_pp" "$json" <<'PY'
 import json, sys
