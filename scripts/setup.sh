@@ -9,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev            # tests
   libfmt-dev nlohmann-json3-dev libcli11-dev  # formatting, JSON, the command line
   libpcre2-dev                         # Unicode-aware pre-tokenizer regexes
+  libbz2-dev                           # reading eval sets as shipped (HellaSwag .txt.bz2)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,8 @@
 #include "slm/kernels/quant.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 
 #include "slm/core/assert.h"
@@ -112,6 +114,54 @@ void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n) {
       const int hi = std::min(15, static_cast<int>(x[k * 32 + j + 16] * id + 8.5f));
       y[k].qs[j] = static_cast<uint8_t>(lo | (hi << 4));
     }
+  }
+}
+
+// The rounding below follows ggml's quantize_row_q4_1_ref / quantize_row_q5_0_ref
+// (ggml-quants.c) exactly, including the float casts, so that files we write
+// are byte-identical to llama-quantize's.
+void quantize_row_q4_1_ref(const float* x, BlockQ4_1* y, int64_t n) {
+  for (int64_t k = 0; k < n / 32; ++k) {
+    const float* xb = x + k * 32;
+    float lo = std::numeric_limits<float>::max(), hi = -std::numeric_limits<float>::max();
+    for (int j = 0; j < 32; ++j) {
+      lo = std::min(lo, xb[j]);
+      hi = std::max(hi, xb[j]);
+    }
+    const float d = (hi - lo) / 15.f;
+    const float id = d != 0 ? 1.f / d : 0.f;
+    y[k].d = f32_to_f16(d);
+    y[k].m = f32_to_f16(lo);
+    for (int j = 0; j < 16; ++j) {
+      const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>((xb[j] - lo) * id + 0.5f)));
+      const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>((xb[j + 16] - lo) * id + 0.5f)));
+      y[k].qs[j] = static_cast<uint8_t>(q0 | (q1 << 4));
+    }
+  }
+}
+
+void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t n) {
+  for (int64_t k = 0; k < n / 32; ++k) {
+    const float* xb = x + k * 32;
+    float amax = 0, maxv = 0;  // the value of largest magnitude, with its sign, maps to -16
+    for (int j = 0; j < 32; ++j) {
+      if (std::fabs(xb[j]) > amax) {
+        amax = std::fabs(xb[j]);
+        maxv = xb[j];
+      }
+    }
+    const float d = maxv / -16.f;
+    const float id = d != 0 ? 1.f / d : 0.f;
+    y[k].d = f32_to_f16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      const int q0 = std::min(31, static_cast<int>(static_cast<int8_t>(xb[j] * id + 16.5f)));
+      const int q1 = std::min(31, static_cast<int>(static_cast<int8_t>(xb[j + 16] * id + 16.5f)));
+      y[k].qs[j] = static_cast<uint8_t>((q0 & 0x0f) | ((q1 & 0x0f) << 4));
+      qh |= static_cast<uint32_t>((q0 >> 4) & 1) << j;
+      qh |= static_cast<uint32_t>((q1 >> 4) & 1) << (j + 16);
+    }
+    for (int b = 0; b < 4; ++b) y[k].qh[b] = static_cast<uint8_t>(qh >> (8 * b));  // little-endian, as ggml's memcpy
   }
 }
 

@@ -1,5 +1,6 @@
 // slm: the command-line front end. Parsing and printing only; the work is in libslm.
 #include <CLI/CLI.hpp>
+#include <omp.h>
 #include <sys/resource.h>
 
 #include <cctype>
@@ -8,6 +9,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "slm/compress/eval.h"
+#include "slm/compress/quantize.h"
 #include "slm/core/progress.h"
 #include "slm/engine/bench.h"
 #include "slm/engine/session.h"
@@ -215,6 +218,102 @@ int cmd_bench(const std::string& model, slm::engine::BenchOptions opt, const std
   return 0;
 }
 
+struct EvalArgs {
+  std::string model, ppl_file, hellaswag_file, tokenizer, kv_type = "f32";
+  int64_t ctx = 0, stride = 0, tasks = 0;
+  int32_t threads = 0;
+};
+
+// Perplexity (llama.cpp's windows) or HellaSwag acc_norm; the result is the last line of stdout.
+int cmd_eval(const EvalArgs& a) {
+  if (a.ppl_file.empty() == a.hellaswag_file.empty())
+    return fail(Status::InvalidArgument("eval: give one of --ppl FILE or --hellaswag FILE"));
+  auto kvt = parse_kv_type(a.kv_type);
+  if (!kvt.ok()) return fail(kvt.status());
+  if (a.threads > 0) omp_set_num_threads(a.threads);
+  auto src = slm::model::ModelSource::open(a.model);
+  if (!src.ok()) return fail(src.status());
+  auto tok = slm::engine::open_tokenizer(a.tokenizer.empty() ? a.model : a.tokenizer);
+  if (!tok.ok()) return fail(tok.status().with_context("tokenizer"));
+  const slm::model::ModelConfig& c = (*src)->config();
+  if ((*tok)->n_vocab() > c.n_vocab)
+    return fail(Status::InvalidArgument(fmt::format("tokenizer has {} tokens but the model's vocabulary is {}",
+                                                    (*tok)->n_vocab(), c.n_vocab)));
+  slm::model::Model model(c, (*src)->weights());
+
+  if (!a.ppl_file.empty()) {
+    auto ids = slm::compress::tokenize_file(**tok, a.ppl_file);
+    if (!ids.ok()) return fail(ids.status());
+    slm::compress::PerplexityOptions po;
+    po.n_ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(c.n_ctx_train, 512);
+    po.stride = a.stride;
+    po.kv_type = *kvt;
+    const int64_t stride = po.stride > 0 ? po.stride : po.n_ctx;
+    const auto n = static_cast<int64_t>(ids->size());
+    std::fprintf(stderr, "slm: %lld tokens, windows of %lld tokens%s\n", static_cast<long long>(n),
+                 static_cast<long long>(po.n_ctx),
+                 stride < po.n_ctx ? fmt::format(" every {} tokens", stride).c_str() : "");
+    std::unique_ptr<slm::Progress> bar;
+    auto r = slm::compress::perplexity(model, *ids, (*tok)->bos(), po, [&](int64_t done, int64_t total, double ppl) {
+      if (!bar) bar = std::make_unique<slm::Progress>("ppl", total, "windows");
+      bar->update(done);
+      if (done == total || done % 8 == 0 || done < 8)
+        std::fprintf(stderr, "\r[%lld/%lld] ppl %.4f\x1b[K\n", static_cast<long long>(done),
+                     static_cast<long long>(total), ppl);
+    });
+    if (bar) bar->finish();
+    if (!r.ok()) return fail(r.status());
+    std::printf("tokens=%lld windows=%lld ctx=%lld scored=%lld mean_nll=%.6f\n", static_cast<long long>(r->n_tokens),
+                static_cast<long long>(r->n_windows), static_cast<long long>(po.n_ctx),
+                static_cast<long long>(r->n_scored), r->mean_nll);
+    std::printf("ppl=%.4f +/- %.5f\n", r->ppl, r->ppl_stderr);
+    return 0;
+  }
+
+  auto text = slm::compress::read_text_file(a.hellaswag_file);
+  if (!text.ok()) return fail(text.status());
+  auto tasks = slm::compress::parse_hellaswag(*text, a.tasks);
+  if (!tasks.ok()) return fail(tasks.status().with_context(a.hellaswag_file));
+  slm::Progress bar("hellaswag", static_cast<int64_t>(tasks->size()), "tasks");
+  double acc = 0;
+  auto r = slm::compress::hellaswag(model, **tok, *tasks, *kvt, [&](int64_t done, int64_t, double a_norm) {
+    acc = a_norm;
+    bar.update(done);
+  });
+  bar.finish();
+  if (!r.ok()) return fail(r.status());
+  std::printf("tasks=%lld correct=%lld\n", static_cast<long long>(r->n_tasks), static_cast<long long>(r->n_correct));
+  std::printf("acc_norm=%.2f\n", r->acc_norm);
+  return 0;
+}
+
+struct QuantArgs {
+  std::string model, type, method = "rtn", out;
+};
+
+int cmd_quantize(const QuantArgs& a) {
+  auto t = slm::compress::parse_quant_type(a.type);
+  if (!t.ok()) return fail(t.status());
+  slm::compress::QuantizeOptions qo;
+  qo.type = *t;
+  qo.method = a.method;
+  std::unique_ptr<slm::Progress> bar;
+  auto r = slm::compress::quantize_gguf(a.model, a.out, qo, [&](int64_t done, int64_t total) {
+    if (!bar) bar = std::make_unique<slm::Progress>("quantize", total, "tensors");
+    bar->update(done);
+  });
+  if (bar) bar->finish();
+  if (!r.ok()) return fail(r.status());
+  std::printf("%-40s %-5s -> %-5s %12s %12s %10s\n", "tensor", "from", "to", "bytes in", "bytes out", "rmse");
+  for (const auto& p : r->tensors)
+    std::printf("%-40s %-5s -> %-5s %12llu %12llu %10.3g\n", p.name.c_str(), p.from.c_str(), p.to.c_str(),
+                static_cast<unsigned long long>(p.bytes_in), static_cast<unsigned long long>(p.bytes_out), p.rmse);
+  std::printf("total: %.2f MiB -> %.2f MiB (%.2fx); wrote %s\n", r->bytes_in / 1048576.0, r->bytes_out / 1048576.0,
+              r->bytes_out > 0 ? static_cast<double>(r->bytes_in) / static_cast<double>(r->bytes_out) : 0.0,
+              a.out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -279,6 +378,27 @@ int main(int argc, char** argv) {
   bench->add_option("--kv-type", bench_kv, "KV cache type: f32 or f16");
   bench->add_flag("--json", bench_json, "Print one JSON object");
 
+  EvalArgs ea;
+  CLI::App* eval = app.add_subcommand("eval", "Perplexity over a text file, or HellaSwag accuracy");
+  eval->add_option("model", ea.model, "Model file or folder")->required();
+  eval->add_option("--ppl", ea.ppl_file, "Text file (UTF-8, or .bz2) for perplexity");
+  eval->add_option("--hellaswag", ea.hellaswag_file, "HellaSwag file, 6 lines per task (plain or .bz2)");
+  eval->add_option("-c,--ctx", ea.ctx, "Perplexity window (default: the model's context, at most 512)")
+      ->check(CLI::Range(int64_t{4}, int64_t{1} << 20));
+  eval->add_option("--stride", ea.stride, "Windows every S tokens, scoring their last S (default: ctx, "
+                   "non-overlapping windows scoring their second half)")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  eval->add_option("--tasks", ea.tasks, "HellaSwag: the first N tasks (default: all)")->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  eval->add_option("-t,--threads", ea.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  eval->add_option("--kv-type", ea.kv_type, "KV cache type: f32 or f16");
+  eval->add_option("--tokenizer", ea.tokenizer, "Tokenizer file (default: the model's)");
+
+  QuantArgs qa;
+  CLI::App* quant = app.add_subcommand("quantize", "Quantize a GGUF model (RTN to Q8_0, Q4_0, Q4_1, Q5_0)");
+  quant->add_option("model", qa.model, "GGUF model (F32, F16 or BF16 weights)")->required();
+  quant->add_option("--type", qa.type, "Q8_0, Q4_0, Q4_1 or Q5_0")->required();
+  quant->add_option("--method", qa.method, "rtn (round to nearest)");
+  quant->add_option("--out", qa.out, "Output .gguf (written atomically)")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -296,5 +416,7 @@ int main(int argc, char** argv) {
   if (*info) return cmd_info(info_model);
   if (*gen) return cmd_gen_model(ga, *gen);
   if (*bench) return cmd_bench(bench_model, bo, bench_kv, bench_json);
+  if (*eval) return cmd_eval(ea);
+  if (*quant) return cmd_quantize(qa);
   return 2;
 }

@@ -30,5 +30,9 @@ void dequantize_row_ref(DType t, const void* src, float* dst, int64_t n);
 // Round-to-nearest quantizers, used by tests and writers.
 void quantize_row_q8_0_ref(const float* x, BlockQ8_0* y, int64_t n);
 void quantize_row_q4_0_ref(const float* x, BlockQ4_0* y, int64_t n);
+// Q4_1: d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5)).
+void quantize_row_q4_1_ref(const float* x, BlockQ4_1* y, int64_t n);
+// Q5_0: d = (value of largest magnitude) / -16, q = min(31, trunc(x / d + 16.5)).
+void quantize_row_q5_0_ref(const float* x, BlockQ5_0* y, int64_t n);
 
 }  // namespace slm::kernels

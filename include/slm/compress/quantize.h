@@ -1,0 +1,56 @@
+// Post-training quantization of a GGUF model into GGUF block types.
+//
+// RTN (round to nearest) with ggml's reference rounding, so that the blocks
+// are byte-identical to llama-quantize's. Type choice per tensor, as
+// llama-quantize --pure does it for the legacy types (and as the reference
+// files in ../shared/data/models/quant-ref were made): every 2-D weight whose
+// row length is a multiple of the block size gets the target type, token
+// embedding and output projection included; 1-D tensors (norms, biases) keep
+// their type (F32). All metadata is copied; general.file_type and
+// general.quantization_version are set for the new type. The output is
+// written atomically (temp file, fsync, rename).
+//
+// Thread safety: no shared state; rows are quantized in parallel (OpenMP).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "slm/core/dtype.h"
+#include "slm/core/status.h"
+
+namespace slm::compress {
+
+struct QuantizeOptions {
+  DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0
+  std::string method = "rtn";
+};
+
+// What happened to one tensor (for the summary table).
+struct TensorPlan {
+  std::string name;
+  std::vector<int64_t> shape;  // outermost first
+  std::string from, to;        // type names
+  uint64_t bytes_in = 0, bytes_out = 0;
+  double rmse = 0;             // of the dequantized weights against the source (0 if kept)
+};
+
+struct QuantizeReport {
+  std::vector<TensorPlan> tensors;
+  uint64_t bytes_in = 0, bytes_out = 0;  // tensor data
+};
+
+// Parses "Q4_0", "q4_0", ... into a type quantize() can write.
+Result<DType> parse_quant_type(const std::string& name);
+// llama.cpp's general.file_type (LLAMA_FTYPE_MOSTLY_*) for a target type.
+uint32_t llama_file_type(DType t);
+
+// Called after each tensor with (tensors done, tensors in all).
+using QuantizeCallback = std::function<void(int64_t done, int64_t total)>;
+
+Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::string& out_path,
+                                     const QuantizeOptions& opt, const QuantizeCallback& cb = {});
+
+}  // namespace slm::compress
