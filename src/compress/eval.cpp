@@ -225,6 +225,7 @@ Result<HellaswagResult> hellaswag(const model::Model& m, const tokenizer::Tokeni
     size_t row = 0;
     int best = 0;
     double best_score = -1e300;
+    std::array<double, 4>& scores = r.scores.emplace_back();
     for (size_t e = 0; e < 4; ++e) {
       double sum = 0;
       for (size_t j = prefix; j < s[e].size(); ++j, ++row) {
@@ -232,6 +233,7 @@ Result<HellaswagResult> hellaswag(const model::Model& m, const tokenizer::Tokeni
         sum += static_cast<double>(l[s[e][j]]) - log_sum_exp(l, n_vocab);
       }
       const double score = sum / static_cast<double>(s[e].size() - prefix);
+      scores[e] = score;
       if (score > best_score) {
         best_score = score;
         best = static_cast<int>(e);

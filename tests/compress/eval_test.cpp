@@ -7,6 +7,7 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -257,6 +258,41 @@ TEST(Hellaswag, ScoresHandMadeTasks) {
   EXPECT_EQ(r->n_tasks, 2);
   EXPECT_EQ(calls, 2);
   EXPECT_NEAR(r->acc_norm, 100.0 * r->n_correct / 2, 1e-9);
+  ASSERT_EQ(r->scores.size(), 2u);
+
+  // The reference: each "context ending" fed one token at a time; the tokens
+  // after the prefix all four share are the ending, scored by their mean log-prob.
+  const int64_t n_vocab = l.src->config().n_vocab;
+  int64_t correct = 0;
+  for (size_t t = 0; t < 2; ++t) {
+    std::array<std::vector<int32_t>, 4> seq;
+    for (size_t e = 0; e < 4; ++e) {
+      auto ids = l.tok->encode((*tasks)[t].context + " " + (*tasks)[t].endings[e], true);
+      ASSERT_TRUE(ids.ok());
+      seq[e] = *ids;
+    }
+    size_t shared = 0;
+    while (shared < seq[0].size() && seq[1].size() > shared && seq[2].size() > shared && seq[3].size() > shared &&
+           seq[1][shared] == seq[0][shared] && seq[2][shared] == seq[0][shared] && seq[3][shared] == seq[0][shared])
+      ++shared;
+    ASSERT_GT(shared, 1u);  // BOS and at least one context token
+    for (size_t e = 0; e < 4; ++e) {
+      ASSERT_LT(shared, seq[e].size());
+      model::KvCache kv(l.src->config(), 0, l.src->config().n_layer, 1, static_cast<int64_t>(seq[e].size()));
+      std::vector<float> logits;
+      double sum = 0;
+      for (size_t j = 0; j + 1 < seq[e].size(); ++j) {
+        ASSERT_TRUE(l.model->forward({{seq[e][j], static_cast<int64_t>(j), 0, true}}, kv, &logits).ok());
+        if (j + 1 >= shared) sum -= nll_of(logits.data(), n_vocab, seq[e][j + 1]);
+      }
+      const double mean = sum / static_cast<double>(seq[e].size() - shared);
+      EXPECT_NEAR(r->scores[t][e], mean, 1e-4) << "task " << t << " ending " << e;
+    }
+    const auto& sc = r->scores[t];
+    const int argmax = static_cast<int>(std::max_element(sc.begin(), sc.end()) - sc.begin());
+    if (argmax == (*tasks)[t].gold) ++correct;
+  }
+  EXPECT_EQ(r->n_correct, correct);
 }
 
 TEST(HellaswagCli, FirstTasksOfTheRealFile) {

@@ -188,5 +188,39 @@ TEST(QuantizeRtn, BadInput) {
   }
 }
 
+// The command line: a summary table, a file `slm info` lists with the chosen
+// types, one-line errors.
+TEST(QuantizeCli, WritesFileInfoShowsTypes) {
+  const std::string src = test::shared_data("models/quant-ref/rand-2m-f32.gguf");
+  SLM_REQUIRE_DATA(src);
+  const std::string out = ::testing::TempDir() + "/slm_cli_q5." + std::to_string(::getpid()) + ".gguf";
+  std::string text;
+  ASSERT_EQ(test::run_command(test::slm_binary() + " quantize " + src + " --type q5_0 --method rtn --out " + out +
+                                  " 2>/dev/null", &text), 0);
+  EXPECT_NE(text.find("blk.0.attn_q.weight"), std::string::npos) << text;
+  EXPECT_NE(text.find("wrote " + out), std::string::npos) << text;
+  text.clear();
+  ASSERT_EQ(test::run_command(test::slm_binary() + " info " + out, &text), 0);
+  EXPECT_NE(text.find("general.file_type = 8"), std::string::npos) << text;
+  for (const char* want : {"token_embd.weight", "blk.1.ffn_down.weight", "output.weight"}) {
+    const size_t at = text.find(std::string("  ") + want + " ");
+    ASSERT_NE(at, std::string::npos) << want;
+    EXPECT_NE(text.substr(at, 60).find("Q5_0"), std::string::npos) << text.substr(at, 60);
+  }
+  const size_t norm = text.find("blk.0.attn_norm.weight");
+  ASSERT_NE(norm, std::string::npos);
+  EXPECT_NE(text.substr(norm, 60).find("F32"), std::string::npos);
+  ::unlink(out.c_str());
+
+  std::string err;
+  EXPECT_NE(test::run_command(test::slm_binary() + " quantize " + src + " --type Q9_9 --out " + out + " 2>&1", &err), 0);
+  EXPECT_NE(err.find("Q9_9"), std::string::npos) << err;
+  err.clear();
+  EXPECT_NE(test::run_command(test::slm_binary() + " quantize " + src + " --type Q4_0 --method gptq --out " + out +
+                                  " 2>&1", &err), 0);
+  EXPECT_NE(err.find("gptq"), std::string::npos) << err;
+  EXPECT_FALSE(file_exists(out));
+}
+
 }  // namespace
 }  // namespace slm

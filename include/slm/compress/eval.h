@@ -73,6 +73,8 @@ Result<std::vector<HellaswagTask>> parse_hellaswag(std::string_view text, int64_
 struct HellaswagResult {
   int64_t n_tasks = 0, n_correct = 0;
   double acc_norm = 0;  // percent
+  // Per task, per ending: the mean log-probability of the ending's tokens.
+  std::vector<std::array<double, 4>> scores;
 };
 
 // Called after each task with (tasks done, tasks in all, running acc_norm in percent).
