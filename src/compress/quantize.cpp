@@ -8,6 +8,7 @@
 
 #include "slm/io/gguf.h"
 #include "slm/kernels/quant.h"
+#include "slm/model/model_source.h"
 
 namespace slm::compress {
 
@@ -57,6 +58,9 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
     return Status::InvalidArgument(fmt::format("[quantize] cannot write {} (Q8_0, Q4_0, Q4_1, Q5_0)",
                                                dtype_name(opt.type)));
   if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");
+  if (file_exists(in_path) && !model::is_gguf_file(in_path))
+    return Status::Unsupported(fmt::format("[quantize] {} is not a GGUF file: quantize reads GGUF models (F32, F16 or "
+                                           "BF16 weights)", in_path));
   SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
   const int64_t qk = dtype_info(opt.type).block_size;
 
