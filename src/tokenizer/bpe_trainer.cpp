@@ -147,6 +147,7 @@ Status count_stream(std::istream& in, const std::string& what, const BpeTrainOpt
   const size_t chunk = std::max<size_t>(opts.chunk_bytes, 1);
   std::string buf;
   std::string block(chunk, '\0');
+  size_t try_cut_at = 0;  // after a failed search, wait until buf doubles (linear time on long lines)
   while (true) {
     in.read(block.data(), static_cast<std::streamsize>(chunk));
     size_t n = static_cast<size_t>(in.gcount());
@@ -158,8 +159,13 @@ Status count_stream(std::istream& in, const std::string& what, const BpeTrainOpt
       counter->count_text(buf);
       return Status::Ok();
     }
+    if (buf.size() < try_cut_at) continue;
     size_t cut = counter->find_cut(buf);
-    if (cut == 0) continue;  // no safe place yet: read more
+    if (cut == 0) {  // no safe place yet: read more
+      try_cut_at = 2 * buf.size();
+      continue;
+    }
+    try_cut_at = 0;
     counter->count_text(std::string_view(buf).substr(0, cut));
     buf.erase(0, cut);
   }
@@ -217,9 +223,8 @@ class MergeLearner {
       for (char c : piece) w.ids.push_back(byte_id_[static_cast<uint8_t>(c)]);
       words_.push_back(std::move(w));
     }
-    // Word order must not matter for the result; it does not (counts are sums),
-    // but sort anyway so runs are identical whatever the hash map's order.
-    std::sort(words_.begin(), words_.end(), [](const Word& a, const Word& b) { return a.ids < b.ids; });
+    // The order of words_ (the hash map's) cannot change the result: counts are
+    // sums and ties are broken by bytes, never by position.
     for (size_t w = 0; w < words_.size(); ++w) {
       const auto& ids = words_[w].ids;
       for (size_t i = 0; i + 1 < ids.size(); ++i) {
@@ -391,7 +396,10 @@ Result<BpeModel> train_bpe(const std::vector<std::string>& files, const BpeTrain
   for (const std::string& f : files) {
     std::error_code ec;
     auto st = std::filesystem::status(f, ec);
-    if (ec || !std::filesystem::exists(st)) return Status::NotFound(fmt::format("{} cannot open '{}': no such file", kOp, f));
+    if (st.type() == std::filesystem::file_type::not_found) {
+      return Status::NotFound(fmt::format("{} cannot open '{}': no such file", kOp, f));
+    }
+    if (ec) return Status::IoError(fmt::format("{} cannot open '{}': {}", kOp, f, ec.message()));
     if (std::filesystem::is_directory(st)) {
       return Status::InvalidArgument(fmt::format("{} '{}' is a directory, not a text file", kOp, f));
     }

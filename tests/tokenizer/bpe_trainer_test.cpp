@@ -202,6 +202,20 @@ TEST(BpeTrainer, ChunkCutsKeepSpecialsAndWhitespaceRuns) {
   }
 }
 
+TEST(BpeTrainer, LongLineWithNoCutPointIsReadWhole) {
+  // No newline, no space, no special: nowhere to cut, so the reader keeps
+  // reading (doubling before it searches again) and counts it at the end.
+  std::string text;
+  for (int i = 0; i < 20000; ++i) text += (i % 3 == 0) ? "ab," : "cd.";
+  BpeTrainOptions o = options(260);
+  o.chunk_bytes = 16;
+  auto m = train_text(text, o);
+  ASSERT_TRUE(m.ok()) << m.status().to_string();
+  auto whole = train_text(text, options(260));
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(m->merges, whole->merges);
+}
+
 TEST(BpeTrainer, IdLayoutAndTieBreak) {
   // Each pair occurs once: ("c","d") beats ("a","b") and (" ","c") on bytes.
   auto m = train_text("ab cd", options(258, {}));
