@@ -1,5 +1,6 @@
 #include "slm/compress/quantize.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <vector>
@@ -23,6 +24,22 @@ void quantize_row(DType t, const float* x, uint8_t* dst, int64_t n) {
     case DType::kQ5_0: kernels::quantize_row_q5_0_ref(x, reinterpret_cast<kernels::BlockQ5_0*>(dst), n); return;
     default: break;
   }
+}
+
+// The layer of "blk.N.*", -1 for other names.
+int layer_of(const std::string& name) {
+  int layer = -1;
+  if (name.rfind("blk.", 0) == 0) {
+    size_t i = 4;
+    int v = 0;
+    bool digits = false;
+    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && v < 100000000) {
+      v = v * 10 + (name[i++] - '0');
+      digits = true;
+    }
+    if (digits && i < name.size() && name[i] == '.') layer = v;
+  }
+  return layer;
 }
 
 bool is_float_type(DType t) { return t == DType::kF32 || t == DType::kF16 || t == DType::kBF16; }
@@ -73,9 +90,18 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
   w.set_u32("general.file_type", llama_file_type(opt.type));
 
   QuantizeReport rep;
-  const auto& infos = in->tensors();
+  // llama.cpp's loader order (llama-quantize writes tensors so): tensors
+  // outside the blocks first, then block by block, by name within each; with
+  // the metadata order above, the whole file matches llama-quantize's byte for byte.
+  std::vector<const io::GgufFile::TensorInfo*> infos;
+  for (const auto& ti : in->tensors()) infos.push_back(&ti);
+  std::stable_sort(infos.begin(), infos.end(), [](const auto* a, const auto* b) {
+    const int la = layer_of(a->name), lb = layer_of(b->name);
+    return la != lb ? la < lb : a->name < b->name;
+  });
   int64_t done = 0;
-  for (const auto& ti : infos) {
+  for (const auto* tip : infos) {
+    const auto& ti = *tip;
     TensorPlan p;
     p.name = ti.name;
     p.shape = ti.shape;

@@ -144,6 +144,15 @@ void expect_same_as_llama_cpp(const std::string& type) {
     ASSERT_NE(mine, nullptr) << k;
     EXPECT_EQ(mine->to_string(1 << 20), v.to_string(1 << 20)) << k;
   }
+  EXPECT_EQ((*a)->key_order(), (*b)->key_order());
+  // And so the whole file, header, padding and all.
+  auto read_all = [](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  const std::string fa = read_all(out), fb = read_all(ref);
+  EXPECT_EQ(fa.size(), fb.size());
+  EXPECT_TRUE(fa == fb) << type << ": the files differ";
   ::unlink(out.c_str());
 }
 

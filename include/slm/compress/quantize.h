@@ -7,7 +7,9 @@
 // row length is a multiple of the block size gets the target type, token
 // embedding and output projection included; 1-D tensors (norms, biases) keep
 // their type (F32). All metadata is copied; general.file_type and
-// general.quantization_version are set for the new type. The output is
+// general.quantization_version are set for the new type. Keys and tensors are
+// written in llama-quantize's order (tensors outside the blocks, then block by
+// block, by name), so the files equal its output byte for byte. The output is
 // written atomically (temp file, fsync, rename).
 //
 // Thread safety: no shared state; rows are quantized in parallel (OpenMP).
