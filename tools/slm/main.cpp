@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <omp.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <cctype>
 #include <cstdio>
@@ -254,12 +255,14 @@ int cmd_eval(const EvalArgs& a) {
                  static_cast<long long>(po.n_ctx),
                  stride < po.n_ctx ? fmt::format(" every {} tokens", stride).c_str() : "");
     std::unique_ptr<slm::Progress> bar;
+    const bool tty = isatty(2) != 0;
     auto r = slm::compress::perplexity(model, *ids, (*tok)->bos(), po, [&](int64_t done, int64_t total, double ppl) {
       if (!bar) bar = std::make_unique<slm::Progress>("ppl", total, "windows");
       bar->update(done);
+      // The running estimate on its own line (over the bar on a terminal).
       if (done == total || done % 8 == 0 || done < 8)
-        std::fprintf(stderr, "\r[%lld/%lld] ppl %.4f\x1b[K\n", static_cast<long long>(done),
-                     static_cast<long long>(total), ppl);
+        std::fprintf(stderr, "%s[%lld/%lld] ppl %.4f%s\n", tty ? "\r" : "", static_cast<long long>(done),
+                     static_cast<long long>(total), ppl, tty ? "\x1b[K" : "");
     });
     if (bar) bar->finish();
     if (!r.ok()) return fail(r.status());
