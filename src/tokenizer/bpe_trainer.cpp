@@ -87,7 +87,7 @@ class PreTokenCounter {
           tail = e;
           if (b > 0 && b <= limit) last_special = b;
         });
-    for (char sep : {'\n', ' '}) {
+    for (char sep : {'\n', '\r', ' '}) {
       size_t p = std::min(limit, buf.size() - 1);
       while (true) {
         p = buf.rfind(sep, p);

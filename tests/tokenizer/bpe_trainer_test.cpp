@@ -189,7 +189,7 @@ TEST(BpeTrainer, ChunkCutsKeepSpecialsAndWhitespaceRuns) {
   // newline: any chunk size must give the counts of the whole text.
   std::string text;
   for (int i = 0; i < 30; ++i) {
-    text += "ab ab  ab\n\n\ncd" + std::string(i % 4, ' ') + kEot + "xy<|end" + "\n \n" + "ab\tcd !!";
+    text += "ab ab  ab\n\n\ncd" + std::string(i % 4, ' ') + kEot + "xy<|end" + "\n \n" + "ab\tcd !!\r\n" + "\r\nef\r\n";
   }
   auto whole = train_text(text, options(290));
   ASSERT_TRUE(whole.ok()) << whole.status().to_string();

@@ -26,10 +26,11 @@
 //
 // Input is read in chunks (BpeTrainOptions::chunk_bytes), so a corpus larger
 // than memory trains; only the pre-token counts are held. A chunk ends just
-// before a special token, or before a '\n' (else a ' ') that follows a printable
-// ASCII character; for GPT-2-like split patterns (no lookbehind; no match runs
-// from a non-space into a following space) this gives exactly the counts of the
-// whole text. A text with no such point is read until one comes or it ends.
+// before a special token, or before a '\n' (else '\r', else ' ') that follows
+// a printable ASCII character; for GPT-2-like split patterns (no lookbehind; no
+// match runs from a non-space into a following space) this gives exactly the
+// counts of the whole text. A text with no such point is read until one comes
+// or it ends.
 //
 // Invalid UTF-8 is not an error: such bytes are trained on as bytes. The split
 // regex needs valid UTF-8, so each maximal run of invalid bytes is one
