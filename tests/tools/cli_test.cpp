@@ -89,6 +89,23 @@ TEST(Tokenize, ReadsStdinAndPrintsIds) {
   EXPECT_EQ(nb.out, "403 407 261 378 432 383 286 261 376 400 428\n");
 }
 
+// slm tokenizer train writes a tokenizer.json that slm tokenize reads back.
+TEST(TokenizerTrain, WritesATokenizerThatLoads) {
+  const std::string corpus = data("corpora/cs336/corpus.en");
+  SLM_REQUIRE_DATA(corpus);
+  const std::string out = ::testing::TempDir() + "/slm_tok_" + std::to_string(::getpid()) + ".json";
+  CliRun r = slm("tokenizer train --data " + corpus + " --vocab 500 --special '<|endoftext|>' --out " + out);
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("500 tokens, 243 merges"), std::string::npos) << r.err;
+  CliRun t = slm("tokenize --no-bos " + out, "the cat<|endoftext|>");
+  EXPECT_EQ(t.rc, 0) << t.err;
+  EXPECT_GT(t.out.size(), 2u);
+  CliRun bad = slm("tokenizer train --data /nonexistent.txt --vocab 500 --out " + out + ".x");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  std::remove(out.c_str());
+}
+
 TEST(Info, NamesArchitectureAndTensors) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
   CliRun r = slm("info " + data("models/stories260K/stories260K.gguf"));

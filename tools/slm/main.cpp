@@ -15,6 +15,7 @@
 #include "slm/core/progress.h"
 #include "slm/engine/bench.h"
 #include "slm/engine/session.h"
+#include "slm/tokenizer/bpe_trainer.h"
 #include "slm/model/synthetic.h"
 
 namespace {
@@ -317,6 +318,36 @@ int cmd_quantize(const QuantArgs& a) {
   return 0;
 }
 
+struct TokTrainArgs {
+  std::vector<std::string> data, specials;
+  int32_t vocab = 0;
+  std::string out;
+};
+
+int cmd_tokenizer_train(const TokTrainArgs& a) {
+  slm::tokenizer::BpeTrainOptions o;
+  o.vocab_size = a.vocab;
+  o.special_tokens = a.specials;
+  std::unique_ptr<slm::Progress> bar;
+  std::string phase;
+  o.progress = [&](std::string_view ph, int64_t done, int64_t total) {
+    if (ph != phase) {  // one bar per phase: reading the corpus, then merging
+      if (bar) bar->finish();
+      phase = std::string(ph);
+      bar = std::make_unique<slm::Progress>(phase, total < 0 ? 0 : total, ph == "read" ? "B" : "merges");
+    }
+    bar->update(done);
+  };
+  auto model = slm::tokenizer::train_bpe(a.data, o);
+  if (bar) bar->finish();
+  if (!model.ok()) return fail(model.status());
+  Status st = slm::tokenizer::write_hf_tokenizer_json(*model, a.out);
+  if (!st.ok()) return fail(st);
+  std::fprintf(stderr, "slm: wrote %s: %zu tokens, %zu merges, %zu special\n", a.out.c_str(), model->vocab.size(),
+               model->merges.size(), model->special_tokens.size());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -402,6 +433,15 @@ int main(int argc, char** argv) {
   quant->add_option("--method", qa.method, "rtn (round to nearest)");
   quant->add_option("--out", qa.out, "Output .gguf (written atomically)")->required();
 
+  TokTrainArgs ta;
+  CLI::App* tok_cmd = app.add_subcommand("tokenizer", "Tokenizer tools");
+  tok_cmd->require_subcommand(1);
+  CLI::App* tok_train = tok_cmd->add_subcommand("train", "Train a byte-level BPE tokenizer; writes tokenizer.json");
+  tok_train->add_option("--data", ta.data, "Text files to train on")->required();
+  tok_train->add_option("--vocab", ta.vocab, "Vocabulary size (256 bytes + special tokens + merges)")->required();
+  tok_train->add_option("--special", ta.specials, "Special tokens, e.g. --special '<|endoftext|>'");
+  tok_train->add_option("--out", ta.out, "Output tokenizer.json")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -421,5 +461,6 @@ int main(int argc, char** argv) {
   if (*bench) return cmd_bench(bench_model, bo, bench_kv, bench_json);
   if (*eval) return cmd_eval(ea);
   if (*quant) return cmd_quantize(qa);
+  if (*tok_train) return cmd_tokenizer_train(ta);
   return 2;
 }
