@@ -10,6 +10,7 @@ packages=(
   libfmt-dev nlohmann-json3-dev libcli11-dev  # formatting, JSON, the command line
   libpcre2-dev                         # Unicode-aware pre-tokenizer regexes
   libbz2-dev                           # reading eval sets as shipped (HellaSwag .txt.bz2)
+  libcpp-httplib-dev                   # HTTP server for slm serve (OpenAI-compatible API)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,7 @@
 // slm: the command-line front end. Parsing and printing only; the work is in libslm.
 #include <CLI/CLI.hpp>
 #include <omp.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <random>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "slm/compress/eval.h"
 #include "slm/compress/quantize.h"
@@ -17,6 +19,7 @@
 #include "slm/engine/session.h"
 #include "slm/tokenizer/bpe_trainer.h"
 #include "slm/model/synthetic.h"
+#include "slm/serve/server.h"
 
 namespace {
 
@@ -348,6 +351,47 @@ int cmd_tokenizer_train(const TokTrainArgs& a) {
   return 0;
 }
 
+struct ServeArgs {
+  std::string model, tokenizer, kv_type = "f32";
+  slm::serve::ServerOptions opt;
+  int64_t ctx = 0;
+  int threads = 0;
+};
+
+int cmd_serve(ServeArgs& a) {
+  slm::engine::SessionOptions so;
+  so.tokenizer_path = a.tokenizer;
+  so.n_ctx = a.ctx;
+  so.n_threads = a.threads;
+  auto kvt = parse_kv_type(a.kv_type);
+  if (!kvt.ok()) return fail(kvt.status());
+  so.kv_type = *kvt;
+  auto session = slm::engine::Session::open(a.model, so);
+  if (!session.ok()) return fail(session.status());
+  auto server = slm::serve::Server::create(std::move(*session), a.model, a.opt);
+  if (!server.ok()) return fail(server.status());
+  slm::serve::Server& srv = **server;
+  Status st = srv.bind();
+  if (!st.ok()) return fail(st);
+  // SIGINT/SIGTERM stop the server from a thread of our own (stop() is not async-signal-safe).
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([&srv, set] {
+    int sig = 0;
+    sigwait(&set, &sig);
+    std::fprintf(stderr, "slm: signal %d, stopping\n", sig);
+    srv.stop();
+  }).detach();
+  std::fprintf(stderr, "slm: serving %s on http://%s:%d (POST /v1/completions, GET /v1/models, GET /health)\n",
+               a.model.c_str(), a.opt.host.c_str(), srv.port());
+  st = srv.run();
+  if (!st.ok()) return fail(st);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -442,6 +486,17 @@ int main(int argc, char** argv) {
   tok_train->add_option("--special", ta.specials, "Special tokens, e.g. --special '<|endoftext|>'");
   tok_train->add_option("--out", ta.out, "Output tokenizer.json")->required();
 
+  ServeArgs sa;
+  CLI::App* serve = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  serve->add_option("model", sa.model, "Model file or folder")->required();
+  serve->add_option("--host", sa.opt.host, "Address to listen on (default 127.0.0.1)");
+  serve->add_option("--port", sa.opt.port, "Port (default 8080; 0: any free port)")->check(CLI::Range(0, 65535));
+  serve->add_option("-c,--ctx", sa.ctx, "Context size (default: the model's, at most 4096)")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  serve->add_option("--api-key", sa.opt.api_key, "Require 'Authorization: Bearer KEY'");
+  serve->add_option("-t,--threads", sa.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
+  serve->add_option("--tokenizer", sa.tokenizer, "Tokenizer file (default: the model's)");
+  serve->add_option("--kv-type", sa.kv_type, "KV cache type: f32 or f16");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -462,5 +517,6 @@ int main(int argc, char** argv) {
   if (*eval) return cmd_eval(ea);
   if (*quant) return cmd_quantize(qa);
   if (*tok_train) return cmd_tokenizer_train(ta);
+  if (*serve) return cmd_serve(sa);
   return 2;
 }

@@ -1,0 +1,50 @@
+// Server: an OpenAI-compatible HTTP API over one engine::Session.
+//   POST /v1/completions       prompt -> text, whole or streamed as server-sent events
+//   GET  /v1/models, GET /health
+// Every error is OpenAI's JSON shape {"error": {"message", "type", "param", "code"}}
+// with its HTTP status (400, 401, 404, 413, 500).
+// Requests are served one at a time: a mutex guards the one session. Continuous
+// batching (several sequences per forward pass, a scheduler between steps) comes next.
+// Thread safety: bind() then run() on one thread; stop() from any thread.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "slm/core/status.h"
+#include "slm/engine/session.h"
+
+namespace slm::serve {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                        // 0: any free port (see Server::port())
+  std::string api_key;                    // non-empty: require "Authorization: Bearer <key>"
+  size_t max_body_bytes = size_t{1} << 20;  // larger request bodies get 413
+  std::string model_id;                   // the name /v1/models reports; empty: the file name
+};
+
+class Server {
+ public:
+  // Takes the session; model_path names the model for /v1/models.
+  static Result<std::unique_ptr<Server>> create(std::unique_ptr<engine::Session> session,
+                                                const std::string& model_path, const ServerOptions& opt);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket; after it, port() is the real port.
+  Status bind();
+  int port() const;
+  // Serves until stop(); returns an error if the loop could not run.
+  Status run();
+  void stop();
+
+ private:
+  struct Impl;
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace slm::serve

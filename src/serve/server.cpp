@@ -1,0 +1,408 @@
+// OpenAI-compatible HTTP API on cpp-httplib; see server.h.
+// Request fields follow the OpenAI completions reference
+// (https://platform.openai.com/docs/api-reference/completions/create).
+#include "slm/serve/server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <nlohmann/json.hpp>
+
+#include "slm/serve/stop_strings.h"
+
+namespace slm::serve {
+namespace {
+
+using nlohmann::json;
+
+// An error that becomes an OpenAI error response.
+struct ApiError {
+  int status;
+  std::string message;
+  std::string param;  // the offending field, or empty
+  std::string code;   // a machine-readable code, or empty
+};
+
+const char* error_type(int status) {
+  switch (status) {
+    case 401: return "authentication_error";
+    case 404: return "not_found_error";
+    case 413: return "request_too_large";
+    case 400: return "invalid_request_error";
+    default: return status >= 500 ? "server_error" : "invalid_request_error";
+  }
+}
+
+// Never throws on odd bytes: invalid UTF-8 is replaced, not fatal.
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void set_error(httplib::Response& res, const ApiError& e) {
+  json err = {{"message", e.message},
+              {"type", error_type(e.status)},
+              {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+              {"code", e.code.empty() ? json(nullptr) : json(e.code)}};
+  res.status = e.status;
+  res.set_content(dump(json{{"error", err}}), "application/json");
+}
+
+// Strict UTF-8 (RFC 3629): no overlongs, no surrogates, nothing past U+10FFFF.
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t n = s.size(), i = 0;
+  while (i < n) {
+    unsigned c = p[i];
+    size_t len;
+    unsigned cp;
+    if (c < 0x80) { ++i; continue; }
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (i + len > n) return false;
+    for (size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+// A parsed, validated /v1/completions request.
+struct CompletionRequest {
+  std::string prompt;
+  int32_t max_tokens = 16;  // OpenAI's default
+  sample::SamplerConfig sampler;
+  std::vector<std::string> stop;
+  bool stream = false;
+};
+
+std::optional<double> get_number(const json& body, const char* key, double lo, double hi) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number()) throw ApiError{400, std::string("'") + key + "' must be a number", key, "invalid_type"};
+  double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi)
+    throw ApiError{400, std::string("'") + key + "' is " + dump(*it) + ", expected a value in [" + dump(json(lo)) +
+                            ", " + dump(json(hi)) + "]",
+                   key, "invalid_value"};
+  return v;
+}
+
+std::optional<int64_t> get_integer(const json& body, const char* key, int64_t lo, int64_t hi) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_integer() && !it->is_number_unsigned())
+    throw ApiError{400, std::string("'") + key + "' must be an integer", key, "invalid_type"};
+  if (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(hi))
+    throw ApiError{400, std::string("'") + key + "' is " + dump(*it) + ", at most " + std::to_string(hi) + " allowed",
+                   key, "invalid_value"};
+  int64_t v = it->is_number_unsigned() ? static_cast<int64_t>(it->get<uint64_t>()) : it->get<int64_t>();
+  if (v < lo || v > hi)
+    throw ApiError{400, std::string("'") + key + "' is " + std::to_string(v) + ", expected a value in [" +
+                            std::to_string(lo) + ", " + std::to_string(hi) + "]",
+                   key, "invalid_value"};
+  return v;
+}
+
+json parse_body(const httplib::Request& req) {
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::exception& e) {
+    throw ApiError{400, std::string("the request body is not valid JSON: ") + e.what(), "", "invalid_json"};
+  }
+  if (!body.is_object()) throw ApiError{400, "the request body must be a JSON object", "", "invalid_json"};
+  return body;
+}
+
+CompletionRequest parse_completion(const json& body) {
+  CompletionRequest r;
+  auto p = body.find("prompt");
+  if (p == body.end()) throw ApiError{400, "'prompt' is required", "prompt", "missing_field"};
+  if (!p->is_string()) throw ApiError{400, "'prompt' must be a string", "prompt", "invalid_type"};
+  r.prompt = p->get<std::string>();
+  if (!valid_utf8(r.prompt)) throw ApiError{400, "'prompt' is not valid UTF-8", "prompt", "invalid_value"};
+
+  if (auto v = get_integer(body, "max_tokens", 0, 1 << 24)) r.max_tokens = static_cast<int32_t>(*v);
+  // OpenAI sampling: temperature and top_p only; top_k and min_p are extensions, off unless given.
+  r.sampler.temperature = 1.0f;
+  r.sampler.top_p = 1.0f;
+  r.sampler.top_k = 0;
+  r.sampler.min_p = 0.0f;
+  if (auto v = get_number(body, "temperature", 0.0, 2.0)) r.sampler.temperature = static_cast<float>(*v);
+  if (auto v = get_number(body, "top_p", 0.0, 1.0)) r.sampler.top_p = static_cast<float>(*v);
+  if (auto v = get_integer(body, "top_k", 0, 1 << 24)) r.sampler.top_k = static_cast<int32_t>(*v);
+  if (auto v = get_number(body, "min_p", 0.0, 1.0)) r.sampler.min_p = static_cast<float>(*v);
+  if (auto v = get_integer(body, "seed", INT64_MIN, INT64_MAX)) {
+    r.sampler.seed = static_cast<uint64_t>(*v);
+  } else {
+    r.sampler.seed = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  }
+  if (auto s = body.find("stream"); s != body.end() && !s->is_null()) {
+    if (!s->is_boolean()) throw ApiError{400, "'stream' must be a boolean", "stream", "invalid_type"};
+    r.stream = s->get<bool>();
+  }
+  if (auto s = body.find("stop"); s != body.end() && !s->is_null()) {
+    auto add = [&](const json& v) {
+      if (!v.is_string()) throw ApiError{400, "'stop' must be a string or an array of strings", "stop", "invalid_type"};
+      std::string t = v.get<std::string>();
+      if (!valid_utf8(t)) throw ApiError{400, "'stop' is not valid UTF-8", "stop", "invalid_value"};
+      if (!t.empty()) r.stop.push_back(std::move(t));
+    };
+    if (s->is_array()) {
+      if (s->size() > 4) throw ApiError{400, "'stop' holds at most 4 strings", "stop", "invalid_value"};
+      for (const auto& v : *s) add(v);
+    } else {
+      add(*s);
+    }
+  }
+  get_integer(body, "n", 1, 1);  // only n = 1 is served for now
+  Status st = r.sampler.validate();
+  if (!st.ok()) throw ApiError{400, st.message(), "", "invalid_value"};
+  return r;
+}
+
+std::string random_id(const char* prefix) {
+  static std::atomic<uint64_t> counter{0};
+  static const uint64_t salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(salt + counter.fetch_add(1)));
+  return std::string(prefix) + buf;
+}
+
+// Constant time in the key's length, so a wrong key leaks nothing through timing.
+bool same_key(const std::string& a, const std::string& b) {
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+  return diff == 0;
+}
+
+}  // namespace
+
+struct Server::Impl {
+  ServerOptions opt;
+  std::string model_id;
+  httplib::Server http;
+  std::mutex session_mutex;
+  std::unique_ptr<engine::Session> session;  // guarded by session_mutex
+  int port = -1;
+  std::time_t started = std::time(nullptr);
+
+  void routes();
+  void completions(const httplib::Request& req, httplib::Response& res);
+
+  // Runs one completion, giving text pieces to emit as they become final (stop
+  // strings held back and cut). Returns the finish reason; fills the token counts.
+  std::string generate(const CompletionRequest& r, const std::vector<int32_t>& prompt,
+                       const std::function<bool(const std::string&)>& emit, int64_t* n_generated);
+  std::vector<int32_t> tokenize_prompt(const std::string& text);
+};
+
+std::vector<int32_t> Server::Impl::tokenize_prompt(const std::string& text) {
+  std::vector<int32_t> ids;
+  if (!text.empty()) {
+    auto t = session->tokenize(text, true);
+    if (!t.ok()) throw ApiError{400, "cannot tokenize 'prompt': " + t.status().message(), "prompt", "invalid_value"};
+    ids = std::move(*t);
+  }
+  if (ids.empty()) {  // an empty prompt starts from BOS, as `slm run` does
+    int32_t bos = session->tokenizer()->bos();
+    if (bos < 0) throw ApiError{400, "'prompt' is empty and the model has no BOS token", "prompt", "invalid_value"};
+    ids.push_back(bos);
+  }
+  if (static_cast<int64_t>(ids.size()) >= session->n_ctx())
+    throw ApiError{400, "the prompt has " + std::to_string(ids.size()) + " tokens; the context holds " +
+                            std::to_string(session->n_ctx()),
+                   "prompt", "context_length_exceeded"};
+  return ids;
+}
+
+std::string Server::Impl::generate(const CompletionRequest& r, const std::vector<int32_t>& prompt,
+                                   const std::function<bool(const std::string&)>& emit, int64_t* n_generated) {
+  engine::GenerateOptions go;
+  go.n_predict = r.max_tokens;
+  go.sampler = r.sampler;
+  StopStringFilter filter(r.stop);
+  bool hit_stop = false, client_gone = false;
+  engine::GenerateStats stats;
+  Status st = r.max_tokens == 0 ? Status::Ok()
+                                : session->generate(prompt, go, [&](int32_t, const std::string& text) {
+                                    std::string out;
+                                    hit_stop = filter.push(text, &out);
+                                    if (!out.empty() && !emit(out)) {
+                                      client_gone = true;
+                                      return false;
+                                    }
+                                    return !hit_stop;
+                                  }, &stats);
+  *n_generated = stats.n_generated;
+  if (!st.ok()) throw ApiError{500, "generation failed: " + st.message(), "", "generation_failed"};
+  if (!hit_stop && !client_gone) {
+    std::string rest = filter.flush();
+    if (!rest.empty()) emit(rest);
+  }
+  if (hit_stop || stats.stop_reason == "eog") return "stop";
+  return "length";  // max_tokens, or the context is full
+}
+
+void Server::Impl::completions(const httplib::Request& req, httplib::Response& res) {
+  CompletionRequest r = parse_completion(parse_body(req));
+  const std::string id = random_id("cmpl-");
+  const std::time_t created = std::time(nullptr);
+  auto chunk = [&, id, created](const std::string& text, const json& finish) {
+    return json{{"id", id},
+                {"object", "text_completion"},
+                {"created", created},
+                {"model", model_id},
+                {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+  };
+
+  if (!r.stream) {
+    std::lock_guard<std::mutex> lock(session_mutex);
+    std::vector<int32_t> prompt = tokenize_prompt(r.prompt);
+    std::string text;
+    int64_t n_gen = 0;
+    std::string finish = generate(r, prompt, [&](const std::string& piece) { text += piece; return true; }, &n_gen);
+    json out = chunk(text, finish);
+    const auto n_prompt = static_cast<int64_t>(prompt.size());
+    out["usage"] = {{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen}};
+    res.set_content(dump(out), "application/json");
+    return;
+  }
+
+  // Streaming: check the prompt now, so its errors still get a status code.
+  std::vector<int32_t> prompt;
+  {
+    std::lock_guard<std::mutex> lock(session_mutex);
+    prompt = tokenize_prompt(r.prompt);
+  }
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider("text/event-stream", [this, r, prompt, chunk](size_t, httplib::DataSink& sink) {
+    auto send = [&](const std::string& data) {
+      std::string ev = "data: " + data + "\n\n";
+      return sink.write(ev.data(), ev.size());
+    };
+    try {
+      std::lock_guard<std::mutex> lock(session_mutex);
+      int64_t n_gen = 0;
+      std::string finish = generate(r, prompt, [&](const std::string& piece) { return send(dump(chunk(piece, nullptr))); }, &n_gen);
+      json last = chunk("", finish);
+      const auto n_prompt = static_cast<int64_t>(prompt.size());
+      last["usage"] = {{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen}};
+      send(dump(last));
+    } catch (const ApiError& e) {
+      send(dump(json{{"error", {{"message", e.message}, {"type", error_type(e.status)}, {"param", nullptr}, {"code", e.code}}}}));
+    }
+    send("[DONE]");
+    sink.done();
+    return true;
+  });
+}
+
+void Server::Impl::routes() {
+  // Wraps a handler so an ApiError becomes its JSON response.
+  auto guarded = [](auto fn) {
+    return [fn](const httplib::Request& req, httplib::Response& res) {
+      try {
+        fn(req, res);
+      } catch (const ApiError& e) {
+        set_error(res, e);
+      }
+    };
+  };
+  http.set_payload_max_length(opt.max_body_bytes);
+  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    const std::string auth = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (auth.compare(0, prefix.size(), prefix) == 0 && same_key(auth.substr(prefix.size()), opt.api_key))
+      return httplib::Server::HandlerResponse::Unhandled;
+    set_error(res, {401, auth.empty() ? "missing API key: send 'Authorization: Bearer <key>'" : "invalid API key", "",
+                    "invalid_api_key"});
+    return httplib::Server::HandlerResponse::Handled;
+  });
+  // Statuses httplib sets itself (404 no route, 413 too large, 400 bad HTTP) get a JSON body too.
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 404)
+      set_error(res, {404, "no route for " + req.method + " " + req.path, "", "not_found"});
+    else if (res.status == 413)
+      set_error(res, {413, "the request body is too large", "", "request_too_large"});
+    else
+      set_error(res, {res.status, "HTTP error " + std::to_string(res.status), "", ""});
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = std::string("internal error: ") + e.what();
+    } catch (...) {
+    }
+    set_error(res, {500, what, "", "internal_error"});
+  });
+
+  http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    json m = {{"id", model_id}, {"object", "model"}, {"created", static_cast<int64_t>(started)}, {"owned_by", "slm"}};
+    res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+  });
+  http.Post("/v1/completions", guarded([this](const httplib::Request& req, httplib::Response& res) { completions(req, res); }));
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Server::~Server() = default;
+
+Result<std::unique_ptr<Server>> Server::create(std::unique_ptr<engine::Session> session, const std::string& model_path,
+                                               const ServerOptions& opt) {
+  if (!session) return Status::InvalidArgument("serve: no session");
+  if (session->tokenizer() == nullptr)
+    return Status::InvalidArgument("serve: the model has no tokenizer; text requests need one");
+  if (opt.port < 0 || opt.port > 65535)
+    return Status::InvalidArgument("serve: port " + std::to_string(opt.port) + " is outside [0, 65535]");
+  auto impl = std::make_unique<Impl>();
+  impl->opt = opt;
+  impl->session = std::move(session);
+  impl->model_id = !opt.model_id.empty() ? opt.model_id
+                                         : std::filesystem::path(model_path).filename().string();
+  if (impl->model_id.empty()) impl->model_id = model_path;
+  impl->routes();
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+Status Server::bind() {
+  if (impl_->opt.port == 0) {
+    impl_->port = impl_->http.bind_to_any_port(impl_->opt.host);
+    if (impl_->port < 0) return Status::IoError("serve: cannot bind " + impl_->opt.host);
+  } else {
+    if (!impl_->http.bind_to_port(impl_->opt.host, impl_->opt.port))
+      return Status::IoError("serve: cannot bind " + impl_->opt.host + ":" + std::to_string(impl_->opt.port) +
+                             " (in use, or not an address of this machine?)");
+    impl_->port = impl_->opt.port;
+  }
+  return Status::Ok();
+}
+
+int Server::port() const { return impl_->port; }
+
+Status Server::run() {
+  if (impl_->port < 0) SLM_RETURN_IF_ERROR(bind());
+  if (!impl_->http.listen_after_bind()) return Status::IoError("serve: the listening loop failed");
+  return Status::Ok();
+}
+
+void Server::stop() { impl_->http.stop(); }
+
+}  // namespace slm::serve
