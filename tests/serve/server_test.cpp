@@ -1,0 +1,278 @@
+// The real server on a loopback port, driven over HTTP by httplib::Client.
+#include "slm/serve/server.h"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "test_util.h"
+
+namespace slm::serve {
+namespace {
+
+using nlohmann::json;
+
+const std::string kModelRel = "models/stories260K/stories260K.gguf";
+
+std::unique_ptr<engine::Session> open_session(const std::string& path) {
+  engine::SessionOptions so;
+  so.n_threads = 1;
+  auto s = engine::Session::open(path, so);
+  EXPECT_TRUE(s.ok()) << s.status().message();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+// A server running in a thread for as long as the object lives.
+class RunningServer {
+ public:
+  RunningServer(const std::string& model, ServerOptions opt) {
+    opt.host = "127.0.0.1";
+    opt.port = 0;
+    auto s = Server::create(open_session(model), model, opt);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    server_ = std::move(*s);
+    Status st = server_->bind();
+    EXPECT_TRUE(st.ok()) << st.message();
+    thread_ = std::thread([this] { EXPECT_TRUE(server_->run().ok()); });
+  }
+  ~RunningServer() {
+    server_->stop();
+    thread_.join();
+  }
+  std::unique_ptr<httplib::Client> client() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    c->set_read_timeout(30, 0);
+    return c;
+  }
+
+ private:
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+};
+
+class ServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!file_exists(test::shared_data(kModelRel))) return;
+    server_ = new RunningServer(test::shared_data(kModelRel), ServerOptions{});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { SLM_REQUIRE_DATA(test::shared_data(kModelRel)); }
+
+  static httplib::Result post(const std::string& path, const std::string& body) {
+    return server_->client()->Post(path, body, "application/json");
+  }
+  static RunningServer* server_;
+};
+RunningServer* ServeTest::server_ = nullptr;
+
+// The OpenAI error shape with the status expected.
+void expect_error(const httplib::Result& r, int status, const std::string& what) {
+  ASSERT_TRUE(r) << what << ": no response (" << httplib::to_string(r.error()) << ")";
+  EXPECT_EQ(r->status, status) << what << ": " << r->body;
+  json j = json::parse(r->body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << what << ": " << r->body;
+  const json& e = j["error"];
+  EXPECT_TRUE(e["message"].is_string()) << what;
+  EXPECT_FALSE(e["message"].get<std::string>().empty()) << what;
+  EXPECT_TRUE(e["type"].is_string()) << what;
+  EXPECT_TRUE(e.contains("param")) << what;
+  EXPECT_TRUE(e.contains("code")) << what;
+}
+
+std::string greedy_reference(const std::string& prompt, int n) {
+  auto s = open_session(test::shared_data(kModelRel));
+  auto ids = s->tokenize(prompt, true);
+  EXPECT_TRUE(ids.ok());
+  engine::GenerateOptions go;
+  go.n_predict = n;
+  go.sampler.temperature = 0;
+  std::string text;
+  engine::GenerateStats st;
+  EXPECT_TRUE(s->generate(*ids, go, [&](int32_t, const std::string& t) { text += t; return true; }, &st).ok());
+  return text;
+}
+
+// Concatenates the text of every SSE chunk; checks the stream ends with [DONE].
+std::string stream_text(const std::string& body, std::string* finish) {
+  std::string text;
+  size_t pos = 0;
+  std::string last;
+  while (pos < body.size()) {
+    size_t end = body.find("\n\n", pos);
+    EXPECT_NE(end, std::string::npos) << "unterminated event";
+    if (end == std::string::npos) break;
+    std::string ev = body.substr(pos, end - pos);
+    pos = end + 2;
+    EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    last = ev.substr(6);
+    if (last == "[DONE]") continue;
+    json j = json::parse(last);
+    text += j["choices"][0]["text"].get<std::string>();
+    if (!j["choices"][0]["finish_reason"].is_null()) *finish = j["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(last, "[DONE]");
+  return text;
+}
+
+TEST_F(ServeTest, GreedyCompletionEqualsSession) {
+  const std::string prompt = "Once upon a time";
+  auto r = post("/v1/completions", json{{"prompt", prompt}, {"max_tokens", 40}, {"temperature", 0}}.dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_TRUE(j["id"].is_string());
+  EXPECT_TRUE(j["created"].is_number_integer());
+  EXPECT_EQ(j["model"], "stories260K.gguf");
+  ASSERT_EQ(j["choices"].size(), 1u);
+  EXPECT_EQ(j["choices"][0]["index"], 0);
+  EXPECT_EQ(j["choices"][0]["text"], greedy_reference(prompt, 40));
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 40);
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 1);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + 40);
+}
+
+TEST_F(ServeTest, StreamingGivesTheSameText) {
+  json req = {{"prompt", "Lily and Ben"}, {"max_tokens", 30}, {"temperature", 0}};
+  auto whole = post("/v1/completions", req.dump());
+  ASSERT_TRUE(whole);
+  ASSERT_EQ(whole->status, 200);
+  req["stream"] = true;
+  auto streamed = post("/v1/completions", req.dump());
+  ASSERT_TRUE(streamed);
+  ASSERT_EQ(streamed->status, 200);
+  EXPECT_NE(streamed->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  std::string finish;
+  EXPECT_EQ(stream_text(streamed->body, &finish), json::parse(whole->body)["choices"][0]["text"]);
+  EXPECT_EQ(finish, "length");
+}
+
+TEST_F(ServeTest, StopStringsCutTheText) {
+  const std::string full = greedy_reference("Once upon a time", 40);
+  const size_t at = full.find("Lily");
+  ASSERT_NE(at, std::string::npos) << full;
+  for (bool stream : {false, true}) {
+    json req = {{"prompt", "Once upon a time"}, {"max_tokens", 40}, {"temperature", 0},
+                {"stop", json::array({"zzz", "Lily"})}, {"stream", stream}};
+    auto r = post("/v1/completions", req.dump());
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    std::string text, finish;
+    if (stream) {
+      text = stream_text(r->body, &finish);
+    } else {
+      json j = json::parse(r->body);
+      text = j["choices"][0]["text"];
+      finish = j["choices"][0]["finish_reason"];
+    }
+    EXPECT_EQ(text, full.substr(0, at)) << "stream " << stream;
+    EXPECT_EQ(finish, "stop");
+  }
+  // A single string works too.
+  auto r = post("/v1/completions", R"({"prompt":"Once upon a time","max_tokens":40,"temperature":0,"stop":"Lily"})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(json::parse(r->body)["choices"][0]["text"], full.substr(0, at));
+}
+
+TEST_F(ServeTest, SeedMakesSamplingRepeatable) {
+  const std::string body = R"({"prompt":"The cat","max_tokens":20,"temperature":1.0,"top_p":0.9,"seed":7})";
+  auto a = post("/v1/completions", body);
+  auto b = post("/v1/completions", body);
+  ASSERT_TRUE(a && b);
+  ASSERT_EQ(a->status, 200);
+  EXPECT_EQ(json::parse(a->body)["choices"][0]["text"], json::parse(b->body)["choices"][0]["text"]);
+}
+
+TEST_F(ServeTest, ModelsAndHealth) {
+  auto c = server_->client();
+  auto h = c->Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(json::parse(h->body)["status"], "ok");
+  auto m = c->Get("/v1/models");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  json j = json::parse(m->body);
+  EXPECT_EQ(j["object"], "list");
+  ASSERT_EQ(j["data"].size(), 1u);
+  EXPECT_EQ(j["data"][0]["id"], "stories260K.gguf");
+  EXPECT_EQ(j["data"][0]["object"], "model");
+}
+
+TEST_F(ServeTest, ErrorsHaveStatusAndShape) {
+  expect_error(post("/v1/completions", "{not json"), 400, "bad JSON");
+  expect_error(post("/v1/completions", "[1,2]"), 400, "not an object");
+  expect_error(post("/v1/completions", R"({"max_tokens":5})"), 400, "no prompt");
+  expect_error(post("/v1/completions", R"({"prompt":42})"), 400, "prompt a number");
+  expect_error(post("/v1/completions", R"({"prompt":["a"]})"), 400, "prompt an array");
+  expect_error(post("/v1/completions", R"({"prompt":"a","max_tokens":-1})"), 400, "negative max_tokens");
+  expect_error(post("/v1/completions", R"({"prompt":"a","max_tokens":"5"})"), 400, "max_tokens a string");
+  expect_error(post("/v1/completions", R"({"prompt":"a","max_tokens":1.5})"), 400, "max_tokens fractional");
+  expect_error(post("/v1/completions", R"({"prompt":"a","temperature":2.5})"), 400, "temperature > 2");
+  expect_error(post("/v1/completions", R"({"prompt":"a","temperature":-0.1})"), 400, "temperature < 0");
+  expect_error(post("/v1/completions", R"({"prompt":"a","top_p":1.5})"), 400, "top_p > 1");
+  expect_error(post("/v1/completions", R"({"prompt":"a","stop":5})"), 400, "stop a number");
+  expect_error(post("/v1/completions", R"({"prompt":"a","stream":"yes"})"), 400, "stream a string");
+  expect_error(post("/v1/completions", "{\"prompt\":\"\xff\xfe\"}"), 400, "invalid UTF-8");
+  expect_error(post("/v1/completions", "{\"prompt\":\"\xc0\xaf\"}"), 400, "overlong UTF-8");
+  expect_error(post("/v1/completions", R"({"prompt":"\ud800"})"), 400, "lone surrogate escape");
+  expect_error(post("/v1/completions", std::string(2 << 20, ' ')), 413, "2 MiB body");
+  expect_error(server_->client()->Get("/nope"), 404, "unknown path");
+  expect_error(server_->client()->Get("/v1/completions"), 404, "GET on a POST route");
+}
+
+TEST_F(ServeTest, SurvivesMalformedBodies) {
+  const std::vector<std::string> bodies = {
+      "", " ", "{", "}", "null", "true", "0", "\"prompt\"", "{\"prompt\":}", "{\"prompt\":\"a\",}",
+      "{\"prompt\":\"a\"", "{\"prompt\":null}", "{\"prompt\":{}}", "{\"prompt\":\"a\",\"max_tokens\":1e309}",
+      "{\"prompt\":\"a\",\"max_tokens\":99999999999999999999999}", "{\"prompt\":\"a\",\"max_tokens\":-99999999999}",
+      "{\"prompt\":\"a\",\"temperature\":\"hot\"}", "{\"prompt\":\"a\",\"temperature\":null,\"top_p\":-1}",
+      "{\"prompt\":\"a\",\"seed\":\"x\"}", "{\"prompt\":\"a\",\"seed\":1.5}", "{\"prompt\":\"a\",\"stop\":[1]}",
+      "{\"prompt\":\"a\",\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", "{\"prompt\":\"a\",\"n\":3}",
+      "{\"prompt\":\"a\",\"top_k\":-5}", "{\"prompt\":\"a\",\"min_p\":7}", std::string("{\"prompt\":\"a\0b\"}", 15),
+      "{\"prompt\":\"\\u\"}", "{\"prompt\":\"\\uZZZZ\"}", "\xef\xbb\xbf{\"prompt\":1}", std::string(100000, '['),
+      std::string(100000, '{'), "{\"prompt\":\"a\",\"stream\":1}", "{\"prompt\":\"" + std::string(3, '\x80') + "\"}",
+      "{\"prompt\":\"a\",\"top_p\":NaN}", "{\"prompt\":\"a\",\"temperature\":Infinity}",
+  };
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    auto r = post("/v1/completions", bodies[i]);
+    ASSERT_TRUE(r) << "body " << i << ": no response";
+    EXPECT_GE(r->status, 400) << "body " << i << ": " << r->body;
+    EXPECT_LT(r->status, 500) << "body " << i << ": " << r->body;
+    json j = json::parse(r->body, nullptr, false);
+    EXPECT_TRUE(j.is_object() && j.contains("error")) << "body " << i << ": " << r->body;
+  }
+  auto h = server_->client()->Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+TEST(ServeAuth, BearerKeyIsRequired) {
+  const std::string model = test::shared_data(kModelRel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.api_key = "sk-test-123";
+  RunningServer srv(model, opt);
+  auto c = srv.client();
+  expect_error(c->Get("/v1/models"), 401, "no key");
+  expect_error(c->Get("/v1/models", {{"Authorization", "Bearer wrong"}}), 401, "wrong key");
+  expect_error(c->Get("/v1/models", {{"Authorization", "sk-test-123"}}), 401, "no Bearer");
+  expect_error(c->Post("/v1/completions", {{"Authorization", "Bearer sk-test-12"}}, R"({"prompt":"a"})",
+                       "application/json"),
+               401, "key prefix");
+  auto ok = c->Get("/v1/models", {{"Authorization", "Bearer sk-test-123"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  auto h = c->Get("/health");  // probes need no key
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+}  // namespace
+}  // namespace slm::serve
