@@ -14,6 +14,8 @@
 #include <random>
 #include <nlohmann/json.hpp>
 
+#include "slm/io/gguf.h"
+#include "slm/serve/chat_format.h"
 #include "slm/serve/stop_strings.h"
 
 namespace slm::serve {
@@ -78,7 +80,9 @@ bool valid_utf8(const std::string& s) {
 
 // A parsed, validated /v1/completions request.
 struct CompletionRequest {
+  bool chat = false;               // /v1/chat/completions: messages, not prompt
   std::string prompt;
+  std::vector<ChatMessage> messages;
   int32_t max_tokens = 16;  // OpenAI's default
   sample::SamplerConfig sampler;
   std::vector<std::string> stop;
@@ -124,14 +128,8 @@ json parse_body(const httplib::Request& req) {
   return body;
 }
 
-CompletionRequest parse_completion(const json& body) {
-  CompletionRequest r;
-  auto p = body.find("prompt");
-  if (p == body.end()) throw ApiError{400, "'prompt' is required", "prompt", "missing_field"};
-  if (!p->is_string()) throw ApiError{400, "'prompt' must be a string", "prompt", "invalid_type"};
-  r.prompt = p->get<std::string>();
-  if (!valid_utf8(r.prompt)) throw ApiError{400, "'prompt' is not valid UTF-8", "prompt", "invalid_value"};
-
+// The fields /v1/completions and /v1/chat/completions share.
+void parse_sampling(const json& body, CompletionRequest& r) {
   if (auto v = get_integer(body, "max_tokens", 0, 1 << 24)) r.max_tokens = static_cast<int32_t>(*v);
   // OpenAI sampling: temperature and top_p only; top_k and min_p are extensions, off unless given.
   r.sampler.temperature = 1.0f;
@@ -168,6 +166,43 @@ CompletionRequest parse_completion(const json& body) {
   get_integer(body, "n", 1, 1);  // only n = 1 is served for now
   Status st = r.sampler.validate();
   if (!st.ok()) throw ApiError{400, st.message(), "", "invalid_value"};
+}
+
+CompletionRequest parse_completion(const json& body) {
+  CompletionRequest r;
+  auto p = body.find("prompt");
+  if (p == body.end()) throw ApiError{400, "'prompt' is required", "prompt", "missing_field"};
+  if (!p->is_string()) throw ApiError{400, "'prompt' must be a string", "prompt", "invalid_type"};
+  r.prompt = p->get<std::string>();
+  if (!valid_utf8(r.prompt)) throw ApiError{400, "'prompt' is not valid UTF-8", "prompt", "invalid_value"};
+  parse_sampling(body, r);
+  return r;
+}
+
+CompletionRequest parse_chat(const json& body) {
+  CompletionRequest r;
+  r.chat = true;
+  auto ms = body.find("messages");
+  if (ms == body.end()) throw ApiError{400, "'messages' is required", "messages", "missing_field"};
+  if (!ms->is_array() || ms->empty())
+    throw ApiError{400, "'messages' must be a non-empty array", "messages", "invalid_type"};
+  for (const auto& m : *ms) {
+    if (!m.is_object()) throw ApiError{400, "each message must be an object", "messages", "invalid_type"};
+    auto role = m.find("role");
+    auto content = m.find("content");
+    if (role == m.end() || !role->is_string())
+      throw ApiError{400, "each message needs a string 'role'", "messages", "invalid_type"};
+    if (content == m.end() || !content->is_string())
+      throw ApiError{400, "each message needs a string 'content'", "messages", "invalid_type"};
+    ChatMessage cm{role->get<std::string>(), content->get<std::string>()};
+    if (!valid_utf8(cm.content) || !valid_utf8(cm.role))
+      throw ApiError{400, "a message is not valid UTF-8", "messages", "invalid_value"};
+    r.messages.push_back(std::move(cm));
+  }
+  parse_sampling(body, r);
+  // The newer name of max_tokens for chat.
+  if (auto v = get_integer(body, "max_completion_tokens", 0, 1 << 24)) r.max_tokens = static_cast<int32_t>(*v);
+  if (!body.contains("max_tokens") && !body.contains("max_completion_tokens")) r.max_tokens = 256;
   return r;
 }
 
@@ -198,7 +233,11 @@ struct Server::Impl {
   std::time_t started = std::time(nullptr);
 
   void routes();
-  void completions(const httplib::Request& req, httplib::Response& res);
+  Result<ChatFormat> chat_format = Status::Unsupported("no chat format");
+
+  // Serves a parsed request of either kind, whole or streamed.
+  void complete(CompletionRequest r, httplib::Response& res);
+  std::vector<int32_t> tokenize_chat(const std::vector<ChatMessage>& messages);
 
   // Runs one completion, giving text pieces to emit as they become final (stop
   // strings held back and cut). Returns the finish reason; fills the token counts.
@@ -223,6 +262,26 @@ std::vector<int32_t> Server::Impl::tokenize_prompt(const std::string& text) {
     throw ApiError{400, "the prompt has " + std::to_string(ids.size()) + " tokens; the context holds " +
                             std::to_string(session->n_ctx()),
                    "prompt", "context_length_exceeded"};
+  return ids;
+}
+
+std::vector<int32_t> Server::Impl::tokenize_chat(const std::vector<ChatMessage>& messages) {
+  if (!chat_format.ok()) throw ApiError{400, chat_format.status().message(), "messages", "unsupported_chat_template"};
+  auto pieces = render_chat(*chat_format, messages);
+  if (!pieces.ok()) throw ApiError{400, pieces.status().message(), "messages", "invalid_value"};
+  const tokenizer::Tokenizer& tok = *session->tokenizer();
+  std::vector<int32_t> ids;
+  if (tok.add_bos() && tok.bos() >= 0) ids.push_back(tok.bos());
+  for (const auto& p : *pieces) {
+    auto t = tok.encode(p.text, false, p.special);
+    if (!t.ok()) throw ApiError{400, "cannot tokenize the messages: " + t.status().message(), "messages", "invalid_value"};
+    ids.insert(ids.end(), t->begin(), t->end());
+  }
+  if (ids.empty()) throw ApiError{400, "the messages render to no tokens", "messages", "invalid_value"};
+  if (static_cast<int64_t>(ids.size()) >= session->n_ctx())
+    throw ApiError{400, "the messages have " + std::to_string(ids.size()) + " tokens; the context holds " +
+                            std::to_string(session->n_ctx()),
+                   "messages", "context_length_exceeded"};
   return ids;
 }
 
@@ -254,50 +313,65 @@ std::string Server::Impl::generate(const CompletionRequest& r, const std::vector
   return "length";  // max_tokens, or the context is full
 }
 
-void Server::Impl::completions(const httplib::Request& req, httplib::Response& res) {
-  CompletionRequest r = parse_completion(parse_body(req));
-  const std::string id = random_id("cmpl-");
+void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
+  if (r.chat && chat_format.ok())
+    r.stop.insert(r.stop.end(), chat_format->stops.begin(), chat_format->stops.end());
+  const std::string id = random_id(r.chat ? "chatcmpl-" : "cmpl-");
   const std::time_t created = std::time(nullptr);
-  auto chunk = [&, id, created](const std::string& text, const json& finish) {
-    return json{{"id", id},
-                {"object", "text_completion"},
-                {"created", created},
-                {"model", model_id},
-                {"choices", json::array({{{"text", text}, {"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish}}})}};
+  const bool chat = r.chat;
+  const std::string object = chat ? (r.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+  // One response or stream chunk; `first` marks the chunk that names the role.
+  auto shape = [=, this](const std::string& text, const json& finish, bool first) {
+    json choice = {{"index", 0}};
+    if (!chat) {
+      choice["text"] = text;
+      choice["logprobs"] = nullptr;
+    } else if (!r.stream) {
+      choice["message"] = {{"role", "assistant"}, {"content", text}};
+    } else {
+      choice["delta"] = json::object();
+      if (first) choice["delta"]["role"] = "assistant";
+      if (first || finish.is_null()) choice["delta"]["content"] = text;
+    }
+    choice["finish_reason"] = finish;
+    return json{{"id", id}, {"object", object}, {"created", created}, {"model", model_id},
+                {"choices", json::array({choice})}};
+  };
+  auto usage = [](int64_t n_prompt, int64_t n_gen) {
+    return json{{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen}};
   };
 
-  if (!r.stream) {
-    std::lock_guard<std::mutex> lock(session_mutex);
-    std::vector<int32_t> prompt = tokenize_prompt(r.prompt);
-    std::string text;
-    int64_t n_gen = 0;
-    std::string finish = generate(r, prompt, [&](const std::string& piece) { text += piece; return true; }, &n_gen);
-    json out = chunk(text, finish);
-    const auto n_prompt = static_cast<int64_t>(prompt.size());
-    out["usage"] = {{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen}};
-    res.set_content(dump(out), "application/json");
-    return;
-  }
-
-  // Streaming: check the prompt now, so its errors still get a status code.
+  // The prompt is checked before any byte is sent, so its errors still get a status code.
   std::vector<int32_t> prompt;
   {
     std::lock_guard<std::mutex> lock(session_mutex);
-    prompt = tokenize_prompt(r.prompt);
+    prompt = chat ? tokenize_chat(r.messages) : tokenize_prompt(r.prompt);
+    if (!r.stream) {
+      std::string text;
+      int64_t n_gen = 0;
+      std::string finish = generate(r, prompt, [&](const std::string& piece) { text += piece; return true; }, &n_gen);
+      json out = shape(text, finish, false);
+      out["usage"] = usage(static_cast<int64_t>(prompt.size()), n_gen);
+      res.set_content(dump(out), "application/json");
+      return;
+    }
   }
+
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [this, r, prompt, chunk](size_t, httplib::DataSink& sink) {
+  res.set_chunked_content_provider("text/event-stream", [this, r, prompt, shape, usage, chat](size_t, httplib::DataSink& sink) {
     auto send = [&](const std::string& data) {
       std::string ev = "data: " + data + "\n\n";
       return sink.write(ev.data(), ev.size());
     };
     try {
       std::lock_guard<std::mutex> lock(session_mutex);
+      if (chat) send(dump(shape("", nullptr, true)));
       int64_t n_gen = 0;
-      std::string finish = generate(r, prompt, [&](const std::string& piece) { return send(dump(chunk(piece, nullptr))); }, &n_gen);
-      json last = chunk("", finish);
-      const auto n_prompt = static_cast<int64_t>(prompt.size());
-      last["usage"] = {{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen}};
+      std::string finish = generate(r, prompt, [&](const std::string& piece) {
+        return send(dump(shape(piece, nullptr, false)));
+      }, &n_gen);
+      json last = shape("", finish, false);
+      last["usage"] = usage(static_cast<int64_t>(prompt.size()), n_gen);
       send(dump(last));
     } catch (const ApiError& e) {
       send(dump(json{{"error", {{"message", e.message}, {"type", error_type(e.status)}, {"param", nullptr}, {"code", e.code}}}}));
@@ -359,7 +433,12 @@ void Server::Impl::routes() {
     json m = {{"id", model_id}, {"object", "model"}, {"created", static_cast<int64_t>(started)}, {"owned_by", "slm"}};
     res.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
   });
-  http.Post("/v1/completions", guarded([this](const httplib::Request& req, httplib::Response& res) { completions(req, res); }));
+  http.Post("/v1/completions", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    complete(parse_completion(parse_body(req)), res);
+  }));
+  http.Post("/v1/chat/completions", guarded([this](const httplib::Request& req, httplib::Response& res) {
+    complete(parse_chat(parse_body(req)), res);
+  }));
 }
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -378,6 +457,10 @@ Result<std::unique_ptr<Server>> Server::create(std::unique_ptr<engine::Session> 
   impl->model_id = !opt.model_id.empty() ? opt.model_id
                                          : std::filesystem::path(model_path).filename().string();
   if (impl->model_id.empty()) impl->model_id = model_path;
+  std::string tmpl;
+  if (const io::GgufFile* g = impl->session->source().gguf())
+    tmpl = g->get_string("tokenizer.chat_template").value_or("");
+  impl->chat_format = chat_format_for_template(tmpl);
   impl->routes();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

@@ -1,5 +1,6 @@
 // Server: an OpenAI-compatible HTTP API over one engine::Session.
 //   POST /v1/completions       prompt -> text, whole or streamed as server-sent events
+//   POST /v1/chat/completions  messages -> reply, in the model's chat format (chat_format.h)
 //   GET  /v1/models, GET /health
 // Every error is OpenAI's JSON shape {"error": {"message", "type", "param", "code"}}
 // with its HTTP status (400, 401, 404, 413, 500).
