@@ -1,6 +1,8 @@
 // The real server on a loopback port, driven over HTTP by httplib::Client.
 #include "slm/serve/server.h"
 
+#include "slm/serve/chat_format.h"
+
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
@@ -187,6 +189,67 @@ TEST_F(ServeTest, SeedMakesSamplingRepeatable) {
   ASSERT_TRUE(a && b);
   ASSERT_EQ(a->status, 200);
   EXPECT_EQ(json::parse(a->body)["choices"][0]["text"], json::parse(b->body)["choices"][0]["text"]);
+}
+
+// Chat on a model without a template: the ChatML fallback, greedy, equals the
+// session fed the same rendered pieces; streaming deltas add up to the same reply.
+TEST_F(ServeTest, ChatCompletionWholeAndStreamed) {
+  const std::vector<ChatMessage> msgs = {{"system", "Tell stories."}, {"user", "A story about a cat"}};
+  auto s = open_session(test::shared_data(kModelRel));
+  auto f = chat_format_for_template("");
+  auto pieces = render_chat(*f, msgs);
+  ASSERT_TRUE(pieces.ok());
+  std::vector<int32_t> ids;
+  if (s->tokenizer()->add_bos()) ids.push_back(s->tokenizer()->bos());
+  for (const auto& p : *pieces) {
+    auto t = s->tokenizer()->encode(p.text, false, p.special);
+    ASSERT_TRUE(t.ok());
+    ids.insert(ids.end(), t->begin(), t->end());
+  }
+  engine::GenerateOptions go;
+  go.n_predict = 25;
+  go.sampler.temperature = 0;
+  std::string expected;
+  engine::GenerateStats st;
+  ASSERT_TRUE(s->generate(ids, go, [&](int32_t, const std::string& t) { expected += t; return true; }, &st).ok());
+
+  json req = {{"messages", {{{"role", "system"}, {"content", "Tell stories."}}, {{"role", "user"}, {"content", "A story about a cat"}}}},
+              {"max_tokens", 25}, {"temperature", 0}};
+  auto r = post("/v1/chat/completions", req.dump());
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(j["choices"][0]["message"]["content"], expected);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], static_cast<int>(ids.size()));
+
+  req["stream"] = true;
+  auto sr = post("/v1/chat/completions", req.dump());
+  ASSERT_TRUE(sr);
+  ASSERT_EQ(sr->status, 200);
+  std::string text, last;
+  bool saw_role = false;
+  for (size_t pos = 0; pos < sr->body.size();) {
+    size_t end = sr->body.find("\n\n", pos);
+    ASSERT_NE(end, std::string::npos);
+    last = sr->body.substr(pos + 6, end - pos - 6);
+    pos = end + 2;
+    if (last == "[DONE]") continue;
+    json c = json::parse(last);
+    EXPECT_EQ(c["object"], "chat.completion.chunk");
+    const json& d = c["choices"][0]["delta"];
+    if (d.contains("role")) saw_role = true;
+    if (d.contains("content")) text += d["content"].get<std::string>();
+  }
+  EXPECT_TRUE(saw_role);
+  EXPECT_EQ(last, "[DONE]");
+  EXPECT_EQ(text, expected);
+
+  expect_error(post("/v1/chat/completions", R"({"messages":[]})"), 400, "no messages");
+  expect_error(post("/v1/chat/completions", R"({"messages":[{"role":"user"}]})"), 400, "no content");
+  expect_error(post("/v1/chat/completions", R"({"messages":[{"role":"robot","content":"x"}]})"), 400, "bad role");
+  expect_error(post("/v1/chat/completions", R"({"messages":"hi"})"), 400, "messages a string");
 }
 
 TEST_F(ServeTest, ModelsAndHealth) {
