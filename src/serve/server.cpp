@@ -375,6 +375,9 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
       send(dump(last));
     } catch (const ApiError& e) {
       send(dump(json{{"error", {{"message", e.message}, {"type", error_type(e.status)}, {"param", nullptr}, {"code", e.code}}}}));
+    } catch (const std::exception& e) {
+      send(dump(json{{"error", {{"message", std::string("internal error: ") + e.what()}, {"type", "server_error"},
+                                {"param", nullptr}, {"code", "internal_error"}}}}));
     }
     send("[DONE]");
     sink.done();

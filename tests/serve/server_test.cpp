@@ -5,6 +5,11 @@
 
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -42,6 +47,7 @@ class RunningServer {
     server_->stop();
     thread_.join();
   }
+  int port() const { return server_->port(); }
   std::unique_ptr<httplib::Client> client() const {
     auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
     c->set_read_timeout(30, 0);
@@ -314,6 +320,76 @@ TEST_F(ServeTest, SurvivesMalformedBodies) {
   auto h = server_->client()->Get("/health");
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
+}
+
+// Sends raw bytes on a fresh connection; returns the response (headers and a
+// Content-Length body), or what came before the wait ran out.
+std::string raw_exchange(int port, const std::string& bytes, int wait_ms = 3000) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  timeval tv{wait_ms / 1000, (wait_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  EXPECT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) {
+    got.append(buf, static_cast<size_t>(n));
+    size_t head = got.find("\r\n\r\n");
+    size_t cl = got.find("Content-Length: ");
+    if (head != std::string::npos && cl != std::string::npos && cl < head &&
+        got.size() >= head + 4 + std::stoul(got.substr(cl + 16)))
+      break;
+  }
+  close(fd);
+  return got;
+}
+
+TEST_F(ServeTest, SurvivesBrokenHttpAndDisconnects) {
+  const int port = server_->port();
+  std::string bad = raw_exchange(port, "GARBAGE\r\n\r\n");
+  EXPECT_EQ(bad.rfind("HTTP/1.1 400", 0), 0u) << bad;
+  EXPECT_NE(bad.find("\"error\""), std::string::npos) << bad;
+  // A body shorter than announced: nothing is served, the server just waits (and times out).
+  EXPECT_EQ(raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"prompt\"", 300), "");
+  raw_exchange(port, std::string("\x16\x03\x01\x00\xff", 5), 300);  // a TLS hello to a plain port
+  // An absurd Content-Length: httplib skips what is announced before answering 413, so the
+  // client just waits here; the point is that nothing breaks.
+  raw_exchange(port, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", 300);
+
+  // A client that hangs up after the first streamed chunk: the server cancels and goes on.
+  for (int i = 0; i < 3; ++i) {
+    auto c = server_->client();
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    req.body = R"({"prompt":"Once","max_tokens":400,"temperature":0,"stream":true})";
+    req.set_header("Content-Type", "application/json");
+    int chunks = 0;
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 2; };
+    c->send(req);
+    EXPECT_GE(chunks, 1);
+  }
+  auto r = post("/v1/completions", R"({"prompt":"Once","max_tokens":5,"temperature":0})");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ServeTest, PromptLongerThanTheContextIs400) {
+  std::string prompt;
+  for (int i = 0; i < 2000; ++i) prompt += "the cat sat ";
+  expect_error(post("/v1/completions", json{{"prompt", prompt}, {"max_tokens", 1}}.dump()), 400, "prompt over the context");
+  // Generation that runs into the end of the context stops with "length".
+  auto r = post("/v1/completions", R"({"prompt":"Once","max_tokens":100000,"temperature":0})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json j = json::parse(r->body);
+  const std::string finish = j["choices"][0]["finish_reason"];
+  EXPECT_TRUE(finish == "length" || finish == "stop") << finish;
 }
 
 TEST(ServeAuth, BearerKeyIsRequired) {
