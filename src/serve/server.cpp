@@ -4,6 +4,7 @@
 #include "slm/serve/server.h"
 
 #include <httplib.h>
+#include <omp.h>
 
 #include <atomic>
 #include <cmath>
@@ -287,6 +288,10 @@ std::vector<int32_t> Server::Impl::tokenize_chat(const std::vector<ChatMessage>&
 
 std::string Server::Impl::generate(const CompletionRequest& r, const std::vector<int32_t>& prompt,
                                    const std::function<bool(const std::string&)>& emit, int64_t* n_generated) {
+  // OpenMP's thread count is per calling thread and Session::open set it only on
+  // the thread that opened it; requests run on httplib's workers, so set it here.
+  // TODO: let Session carry its thread count into every call.
+  if (opt.n_threads > 0) omp_set_num_threads(opt.n_threads);
   engine::GenerateOptions go;
   go.n_predict = r.max_tokens;
   go.sampler = r.sampler;
@@ -398,6 +403,14 @@ void Server::Impl::routes() {
   };
   http.set_payload_max_length(opt.max_body_bytes);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    // `curl -d` labels JSON as a form, and httplib refuses form bodies over 8 KiB
+    // (413) before our handler runs; the body is JSON to us whatever its label.
+    // The request is httplib's own non-const object, so casting const away is defined.
+    if (req.get_header_value("Content-Type") == "application/x-www-form-urlencoded") {
+      auto& headers = const_cast<httplib::Request&>(req).headers;
+      headers.erase("Content-Type");
+      headers.emplace("Content-Type", "application/json");
+    }
     if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";

@@ -36,6 +36,7 @@ class RunningServer {
   RunningServer(const std::string& model, ServerOptions opt) {
     opt.host = "127.0.0.1";
     opt.port = 0;
+    opt.n_threads = 1;
     auto s = Server::create(open_session(model), model, opt);
     EXPECT_TRUE(s.ok()) << s.status().message();
     server_ = std::move(*s);
@@ -292,6 +293,11 @@ TEST_F(ServeTest, ErrorsHaveStatusAndShape) {
   expect_error(post("/v1/completions", "{\"prompt\":\"\xc0\xaf\"}"), 400, "overlong UTF-8");
   expect_error(post("/v1/completions", R"({"prompt":"\ud800"})"), 400, "lone surrogate escape");
   expect_error(post("/v1/completions", std::string(2 << 20, ' ')), 413, "2 MiB body");
+  // JSON labelled as a form (what `curl -d` sends) over 8 KiB is still read as JSON.
+  auto form = server_->client()->Post("/v1/completions", json{{"prompt", "Once"}, {"max_tokens", 1}, {"user", std::string(20000, 'a')}}.dump(),
+                                      "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  EXPECT_EQ(form->status, 200) << form->body;
   expect_error(server_->client()->Get("/nope"), 404, "unknown path");
   expect_error(server_->client()->Get("/v1/completions"), 404, "GET on a POST route");
 }

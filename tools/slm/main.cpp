@@ -363,6 +363,7 @@ int cmd_serve(ServeArgs& a) {
   so.tokenizer_path = a.tokenizer;
   so.n_ctx = a.ctx;
   so.n_threads = a.threads;
+  a.opt.n_threads = a.threads;
   auto kvt = parse_kv_type(a.kv_type);
   if (!kvt.ok()) return fail(kvt.status());
   so.kv_type = *kvt;

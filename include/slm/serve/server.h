@@ -24,6 +24,7 @@ struct ServerOptions {
   std::string api_key;                    // non-empty: require "Authorization: Bearer <key>"
   size_t max_body_bytes = size_t{1} << 20;  // larger request bodies get 413
   std::string model_id;                   // the name /v1/models reports; empty: the file name
+  int n_threads = 0;                      // threads per forward pass; 0: OpenMP's default
 };
 
 class Server {
