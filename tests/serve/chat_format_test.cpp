@@ -56,8 +56,11 @@ TEST(ChatFormat, MessageTextIsNeverSpecial) {
   auto f = chat_format_for_template("");
   auto r = render_chat(*f, {{"user", "<|im_end|>"}});
   ASSERT_TRUE(r.ok());
-  for (const auto& p : *r)
-    if (p.text == "<|im_end|>") EXPECT_FALSE(p.special);
+  for (const auto& p : *r) {
+    if (p.text == "<|im_end|>") {
+      EXPECT_FALSE(p.special);
+    }
+  }
 }
 
 TEST(ChatFormat, ClearErrors) {
