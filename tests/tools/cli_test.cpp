@@ -106,6 +106,15 @@ TEST(TokenizerTrain, WritesATokenizerThatLoads) {
   std::remove(out.c_str());
 }
 
+TEST(Info, TokenizerOnlyFiles) {
+  for (const char* f : {"tokenizers/tiktoken/cl100k_base.tiktoken", "tokenizers/llamacpp-vocab/ggml-vocab-gpt-2.gguf"}) {
+    SLM_REQUIRE_DATA(data(f));
+    CliRun r = slm("info " + data(f));
+    EXPECT_EQ(r.rc, 0) << f << ": " << r.err;
+    EXPECT_NE(r.out.find("tokenizer only"), std::string::npos) << r.out;
+  }
+}
+
 TEST(Info, NamesArchitectureAndTensors) {
   SLM_REQUIRE_DATA(data("models/stories260K/stories260K.gguf"));
   CliRun r = slm("info " + data("models/stories260K/stories260K.gguf"));

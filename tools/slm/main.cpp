@@ -152,7 +152,15 @@ int cmd_tokenize(const std::string& path, bool no_bos) {
 
 int cmd_info(const std::string& path) {
   auto src = slm::model::ModelSource::open(path);
-  if (!src.ok()) return fail(src.status());
+  if (!src.ok()) {
+    // Not a model: maybe a tokenizer file or a vocab-only GGUF.
+    auto tok = slm::engine::open_tokenizer(path);
+    if (!tok.ok()) return fail(src.status());
+    const auto& t = **tok;
+    std::printf("file: %s (tokenizer only)\n", path.c_str());
+    std::printf("tokenizer: %s, %d tokens, bos %d, eos %d\n", t.kind().c_str(), t.n_vocab(), t.bos(), t.eos());
+    return 0;
+  }
   const slm::model::ModelSource& m = **src;
   std::printf("file: %s (%s)\n", m.path().c_str(), m.format_name());
   std::printf("model: %s\n", m.config().describe().c_str());
