@@ -60,8 +60,8 @@ Result<std::unique_ptr<tokenizer::Tokenizer>> open_tokenizer(const std::string& 
 Result<std::unique_ptr<Session>> Session::open(const std::string& model_path, const SessionOptions& opt) {
   if (opt.n_threads < 0) return Status::InvalidArgument(fmt::format("thread count is {}, expected >= 0", opt.n_threads));
   if (opt.n_ctx < 0) return Status::InvalidArgument(fmt::format("context size is {}, expected >= 0", opt.n_ctx));
-  if (opt.n_threads > 0) omp_set_num_threads(opt.n_threads);
   std::unique_ptr<Session> s(new Session());
+  s->n_threads_ = opt.n_threads;
   SLM_ASSIGN_OR_RETURN(s->src_, model::ModelSource::open(model_path));
   const model::ModelConfig& c = s->src_->config();
   const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
@@ -92,6 +92,9 @@ Result<std::vector<int32_t>> Session::tokenize(const std::string& text, bool add
 Status Session::generate(const std::vector<int32_t>& prompt, const GenerateOptions& opt, const TokenCallback& on_token,
                          GenerateStats* stats) {
   SLM_RETURN_IF_ERROR(opt.sampler.validate());
+  // OpenMP's thread count belongs to the calling thread: set it on whichever
+  // thread generates (a server's workers are not the thread that opened us).
+  if (n_threads_ > 0) omp_set_num_threads(n_threads_);
   if (prompt.empty()) return Status::InvalidArgument("[generate] empty prompt: give at least one token");
   if (opt.n_predict < 0) return Status::InvalidArgument(fmt::format("[generate] -n is {}, expected >= 0", opt.n_predict));
   const int64_t n_ctx = kv_->n_ctx();

@@ -4,7 +4,6 @@
 #include "slm/serve/server.h"
 
 #include <httplib.h>
-#include <omp.h>
 
 #include <atomic>
 #include <cmath>
@@ -288,10 +287,6 @@ std::vector<int32_t> Server::Impl::tokenize_chat(const std::vector<ChatMessage>&
 
 std::string Server::Impl::generate(const CompletionRequest& r, const std::vector<int32_t>& prompt,
                                    const std::function<bool(const std::string&)>& emit, int64_t* n_generated) {
-  // OpenMP's thread count is per calling thread and Session::open set it only on
-  // the thread that opened it; requests run on httplib's workers, so set it here.
-  // TODO: let Session carry its thread count into every call.
-  if (opt.n_threads > 0) omp_set_num_threads(opt.n_threads);
   engine::GenerateOptions go;
   go.n_predict = r.max_tokens;
   go.sampler = r.sampler;

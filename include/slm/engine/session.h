@@ -69,6 +69,7 @@ class Session {
   std::unique_ptr<model::Model> model_;
   std::unique_ptr<model::KvCache> kv_;
   std::unique_ptr<tokenizer::Tokenizer> tok_;
+  int32_t n_threads_ = 0;  // 0: OpenMP's default
 };
 
 }  // namespace slm::engine
