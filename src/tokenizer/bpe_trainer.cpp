@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "byte_level.h"
+#include "slm/tokenizer/byte_level.h"
 #include "pipeline.h"
 #include "regex.h"
 #include "slm/core/mapped_file.h"

@@ -1,4 +1,4 @@
-#include "byte_level.h"
+#include "slm/tokenizer/byte_level.h"
 
 #include <array>
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <queue>
 
-#include "byte_level.h"
+#include "slm/tokenizer/byte_level.h"
 #include "slm/core/assert.h"
 #include "unicode.h"
 #include "utf8.h"

@@ -3,7 +3,7 @@
 
 #include <unordered_set>
 
-#include "byte_level.h"
+#include "slm/tokenizer/byte_level.h"
 #include "pipeline.h"
 #include "pre_patterns.h"
 #include "slm/tokenizer/load.h"

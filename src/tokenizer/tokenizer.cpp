@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "byte_level.h"
+#include "slm/tokenizer/byte_level.h"
 #include "utf8.h"
 
 namespace slm::tokenizer {

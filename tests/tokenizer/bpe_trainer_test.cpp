@@ -15,7 +15,7 @@
 #include <sstream>
 #include <unistd.h>
 
-#include "../../src/tokenizer/byte_level.h"
+#include "slm/tokenizer/byte_level.h"
 #include "../../src/tokenizer/pipeline.h"
 #include "../../src/tokenizer/regex.h"
 #include "slm/core/mapped_file.h"
