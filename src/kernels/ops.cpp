@@ -71,6 +71,28 @@ void rmsnorm_ref(const float* x, const float* w, float eps, float* out, int64_t 
   for (int64_t i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
+void layernorm(const float* x, const float* w, const float* b, float eps, float* out, int64_t n) {
+  // Two passes in double: BERT's eps (1e-12) leaves no room for cancellation.
+  double mean = 0, var = 0;
+  for (int64_t i = 0; i < n; ++i) mean += x[i];
+  mean /= static_cast<double>(n);
+  for (int64_t i = 0; i < n; ++i) var += (x[i] - mean) * (x[i] - mean);
+  var /= static_cast<double>(n);
+  const double inv = 1.0 / std::sqrt(var + eps);
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>((x[i] - mean) * inv * w[i] + (b != nullptr ? b[i] : 0.0f));
+}
+
+void gelu(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * static_cast<float>(M_SQRT1_2)));
+}
+
+// https://pytorch.org/docs/stable/generated/torch.nn.GELU.html (approximate='tanh')
+void gelu_tanh(float* x, int64_t n) {
+  const float k = static_cast<float>(std::sqrt(2.0 / M_PI));
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.0f + std::tanh(k * (x[i] + 0.044715f * x[i] * x[i] * x[i])));
+}
+
 void rmsnorm(const float* x, const float* w, float eps, float* out, int64_t n) { kernels().rmsnorm(x, w, eps, out, n); }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) { kernels().swiglu(gate, up, out, n); }

@@ -1,10 +1,12 @@
 #include "slm/model/llama.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "slm/kernels/attention.h"
 #include "slm/kernels/ops.h"
+#include "slm/core/assert.h"
 #include "slm/kernels/quant.h"
 
 namespace slm::model {
@@ -20,16 +22,48 @@ std::vector<float> to_f32(const TensorView& t) {
 }  // namespace
 
 Model::Model(const ModelConfig& cfg, const Weights& w)
-    : cfg_(cfg), w_(w), freqs_(cfg.rope_freqs()), output_norm_(to_f32(w.output_norm)) {
+    : cfg_(cfg),
+      w_(w),
+      freqs_short_(cfg.rope_freqs(0)),
+      freqs_long_(cfg.rope_freqs(INT64_MAX)),
+      rope_mscale_(cfg.rope_attn_factor()),
+      embd_norm_(make_norm(w.embd_norm, w.embd_norm_b)),
+      output_norm_(make_norm(w.output_norm, w.output_norm_b)) {
   for (const LayerWeights& L : w_.layers) {
-    attn_norm_.push_back(to_f32(L.attn_norm));
-    ffn_norm_.push_back(to_f32(L.ffn_norm));
+    attn_norm_.push_back(make_norm(L.attn_norm, L.attn_norm_b));
+    ffn_norm_.push_back(make_norm(L.ffn_norm, L.ffn_norm_b));
   }
   if (w_.rope_freqs.data != nullptr) {  // Llama 3 GGUF: per-pair divisors
-    std::vector<float> div(freqs_.size());
-    k::dequantize_row_ref(w_.rope_freqs.dtype, w_.rope_freqs.data, div.data(), static_cast<int64_t>(div.size()));
-    for (size_t i = 0; i < freqs_.size(); ++i) freqs_[i] /= div[i];
+    std::vector<float> div = to_f32(w_.rope_freqs);
+    for (size_t i = 0; i < div.size(); ++i) {
+      freqs_short_[i] /= div[i];
+      freqs_long_[i] /= div[i];
+    }
   }
+}
+
+Model::Norm Model::make_norm(const TensorView& w, const TensorView& b) const {
+  Norm n;
+  if (w.data == nullptr) return n;
+  n.w = to_f32(w);
+  for (float& e : n.w) e += cfg_.norm_weight_offset;
+  if (b.data != nullptr) n.b = to_f32(b);
+  return n;
+}
+
+void Model::norm(const Norm& n, const float* x, float* out, int64_t n_tok) const {
+  const int64_t D = cfg_.n_embd;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    if (cfg_.norm == NormType::kLayerNorm)
+      k::layernorm(x + t * D, n.w.data(), n.b.empty() ? nullptr : n.b.data(), cfg_.norm_eps, out + t * D, D);
+    else
+      k::rmsnorm(x + t * D, n.w.data(), cfg_.norm_eps, out + t * D, D);
+  }
+}
+
+void Model::linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y) const {
+  k::matmul(w, x, n_tok, y);
+  if (b.data != nullptr) k::add_bias(b, y, n_tok);
 }
 
 Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* kv) const {
@@ -39,6 +73,12 @@ Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* k
     if (t.token < 0 || t.token >= cfg_.n_vocab)
       return Status::InvalidArgument(fmt::format("[forward] token {} at batch index {} is outside the vocabulary [0, {})",
                                                  t.token, i, cfg_.n_vocab));
+    if (t.type < 0 || t.type >= std::max<int64_t>(1, cfg_.n_token_types))
+      return Status::InvalidArgument(fmt::format("[forward] token type {} at batch index {} is outside [0, {})", t.type,
+                                                 i, std::max<int64_t>(1, cfg_.n_token_types)));
+    if (cfg_.learned_pos && t.pos >= cfg_.n_ctx_train)
+      return Status::InvalidArgument(fmt::format("[forward] position {} at batch index {} is past the {} learned positions",
+                                                 t.pos, i, cfg_.n_ctx_train));
     if (kv != nullptr) {
       if (t.seq < 0 || t.seq >= kv->n_seq())
         return Status::InvalidArgument(fmt::format("[forward] sequence slot {} at batch index {} is outside [0, {})",
@@ -66,23 +106,37 @@ Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* k
 
 Status Model::embed(const std::vector<BatchToken>& batch, float* hidden) const {
   SLM_RETURN_IF_ERROR(check_batch(batch, nullptr));
-  for (size_t i = 0; i < batch.size(); ++i) k::get_row(w_.token_embd, batch[i].token, hidden + i * cfg_.n_embd);
+  const int64_t D = cfg_.n_embd;
+  std::vector<float> row(static_cast<size_t>(D));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    float* h = hidden + i * D;
+    k::get_row(w_.token_embd, batch[i].token, h);
+    if (cfg_.embd_scale != 1.0f)
+      for (int64_t d = 0; d < D; ++d) h[d] *= cfg_.embd_scale;
+    for (const auto& [table, r] : {std::pair{&w_.position_embd, batch[i].pos}, std::pair{&w_.token_types, int64_t{batch[i].type}}}) {
+      if (table->data == nullptr) continue;
+      k::get_row(*table, r, row.data());
+      for (int64_t d = 0; d < D; ++d) h[d] += row[d];
+    }
+  }
+  if (cfg_.embd_norm) norm(embd_norm_, hidden, hidden, static_cast<int64_t>(batch.size()));
   return Status::Ok();
 }
 
-void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, KvCache& kv,
-                      float* out) const {
+void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q,
+                      const std::vector<int64_t>& seq_end, KvCache& kv, float* out) const {
   const int64_t n_tok = static_cast<int64_t>(batch.size());
   const int64_t hd = cfg_.head_dim, n_head = cfg_.n_head, n_kv = cfg_.n_head_kv, group = n_head / n_kv;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Threads only pay off past some work: tiny models would wait on barriers.
-  const int64_t work = n_tok * n_head * hd * (batch.back().pos + 1);
+  const int64_t work = n_tok * n_head * hd * (cfg_.causal ? batch.back().pos + 1 : seq_end.back());
   // One task per (token, KV head): its query heads share every K/V row read.
 #pragma omp parallel for collapse(2) schedule(static) if (work > (int64_t{1} << 16))
   for (int64_t t = 0; t < n_tok; ++t) {
     for (int64_t h = 0; h < n_kv; ++h) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
       const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
+      const int64_t hi = cfg_.causal ? bt.pos + 1 : seq_end[static_cast<size_t>(t)];
       const size_t head_bytes = kv.head_bytes();
       k::AttentionArgs a;
       a.q = q + (t * n_head + h * group) * hd;
@@ -92,7 +146,7 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const
       a.v = kv.v(layer, bt.seq, lo) + h * head_bytes;
       a.kv_type = kv.type();
       a.row_bytes = static_cast<int64_t>(kv.row_bytes());
-      a.n_pos = bt.pos - lo + 1;
+      a.n_pos = hi - lo;
       a.scale = scale;
       a.out = out + (t * n_head + h * group) * hd;
       k::attention(a);
@@ -110,46 +164,80 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
     return Status::InvalidArgument(fmt::format("[forward_layers] layers [{}, {}) are not all in the KV cache's [{}, {})",
                                                begin, end, kv.layer_begin(), kv.layer_end()));
   const int64_t n_tok = static_cast<int64_t>(batch.size());
-  const int64_t D = cfg_.n_embd, hd = cfg_.head_dim;
+  const int64_t D = cfg_.n_embd, hd = cfg_.head_dim, R = cfg_.n_rot;
   const int64_t Q = cfg_.n_head * hd, KV = cfg_.n_head_kv * hd, F = cfg_.n_ff;
   std::vector<float> x(n_tok * D), q(n_tok * Q), kb(n_tok * KV), vb(n_tok * KV), att(n_tok * Q), o(n_tok * D);
-  std::vector<float> gate(n_tok * F), up(n_tok * F);
-  // Each token's rotary cosines and sines, computed once for all layers and heads.
-  std::vector<float> rope_cs(static_cast<size_t>(n_tok * cfg_.n_rot));
-  for (int64_t t = 0; t < n_tok; ++t)
-    k::rope_table(cfg_.n_rot, batch[static_cast<size_t>(t)].pos, freqs_.data(), &rope_cs[static_cast<size_t>(t * cfg_.n_rot)]);
+  std::vector<float> gate(cfg_.ffn_gated ? n_tok * F : 0), up(n_tok * F);
+  // Each token's rotary cosines and sines, computed once for all layers and
+  // heads; LongRoPE switches to its long factors once the batch reaches past
+  // the original context (as Hugging Face does for each new token).
+  std::vector<float> rope_cs(static_cast<size_t>(n_tok * R));
+  int64_t max_pos = 0;
+  for (const BatchToken& t : batch) max_pos = std::max(max_pos, t.pos);
+  const std::vector<float>& freqs = max_pos + 1 > cfg_.rope_orig_ctx ? freqs_long_ : freqs_short_;
+  for (int64_t t = 0; t < n_tok; ++t) {
+    float* cs = &rope_cs[static_cast<size_t>(t * R)];
+    k::rope_table(R, batch[static_cast<size_t>(t)].pos, freqs.data(), cs);
+    if (rope_mscale_ != 1.0f)
+      for (int64_t i = 0; i < R; ++i) cs[i] *= rope_mscale_;
+  }
+  // Encoders: each token sees its whole sequence, up to the last position the batch holds of it.
+  std::vector<int64_t> seq_end;
+  if (!cfg_.causal) {
+    std::vector<int64_t> end(static_cast<size_t>(kv.n_seq()), 0);
+    for (const BatchToken& t : batch) end[static_cast<size_t>(t.seq)] = std::max(end[static_cast<size_t>(t.seq)], t.pos + 1);
+    for (const BatchToken& t : batch) seq_end.push_back(end[static_cast<size_t>(t.seq)]);
+  }
 
   for (int64_t l = begin; l < end; ++l) {
     const LayerWeights& L = w_.layers[static_cast<size_t>(l)];
-    const float* attn_norm = attn_norm_[static_cast<size_t>(l)].data();
-    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm(hidden + t * D, attn_norm, cfg_.rms_eps, &x[t * D], D);
-    k::matmul(L.wq, x.data(), n_tok, q.data());
-    k::matmul(L.wk, x.data(), n_tok, kb.data());
-    k::matmul(L.wv, x.data(), n_tok, vb.data());
-    if (cfg_.attn_qkv_bias) {
-      k::add_bias(L.bq, q.data(), n_tok);
-      k::add_bias(L.bk, kb.data(), n_tok);
-      k::add_bias(L.bv, vb.data(), n_tok);
+    const size_t li = static_cast<size_t>(l);
+    // Pre-norm blocks normalise the input of each sublayer; post-norm (BERT) the residual sum after it.
+    const float* in = hidden;
+    if (!cfg_.post_norm) {
+      norm(attn_norm_[li], hidden, x.data(), n_tok);
+      in = x.data();
     }
+    linear(L.wq, L.bq, in, n_tok, q.data());
+    linear(L.wk, L.bk, in, n_tok, kb.data());
+    linear(L.wv, L.bv, in, n_tok, vb.data());
     for (int64_t t = 0; t < n_tok; ++t) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
-      const float* cs = &rope_cs[static_cast<size_t>(t * cfg_.n_rot)];
-      for (int64_t h = 0; h < cfg_.n_head; ++h) k::rope_apply(&q[(t * cfg_.n_head + h) * hd], cfg_.n_rot, cs, cfg_.rope_interleaved);
-      for (int64_t h = 0; h < cfg_.n_head_kv; ++h)
-        k::rope_apply(&kb[(t * cfg_.n_head_kv + h) * hd], cfg_.n_rot, cs, cfg_.rope_interleaved);
+      if (R > 0) {
+        const float* cs = &rope_cs[static_cast<size_t>(t * R)];
+        for (int64_t h = 0; h < cfg_.n_head; ++h) k::rope_apply(&q[(t * cfg_.n_head + h) * hd], R, cs, cfg_.rope_interleaved);
+        for (int64_t h = 0; h < cfg_.n_head_kv; ++h)
+          k::rope_apply(&kb[(t * cfg_.n_head_kv + h) * hd], R, cs, cfg_.rope_interleaved);
+      }
       kv.store(l, bt.seq, bt.pos, &kb[t * KV], &vb[t * KV]);
     }
-    attention(batch, l, q.data(), kv, att.data());
-    k::matmul(L.wo, att.data(), n_tok, o.data());
+    attention(batch, l, q.data(), seq_end, kv, att.data());
+    linear(L.wo, L.bo, att.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
+    if (cfg_.post_norm) norm(attn_norm_[li], hidden, hidden, n_tok);
 
-    const float* ffn_norm = ffn_norm_[static_cast<size_t>(l)].data();
-    for (int64_t t = 0; t < n_tok; ++t) k::rmsnorm(hidden + t * D, ffn_norm, cfg_.rms_eps, &x[t * D], D);
-    k::matmul(L.ffn_gate, x.data(), n_tok, gate.data());
-    k::matmul(L.ffn_up, x.data(), n_tok, up.data());
-    k::swiglu(gate.data(), up.data(), gate.data(), n_tok * F);
-    k::matmul(L.ffn_down, gate.data(), n_tok, o.data());
+    in = hidden;
+    if (!cfg_.post_norm) {
+      norm(ffn_norm_[li], hidden, x.data(), n_tok);
+      in = x.data();
+    }
+    linear(L.ffn_up, L.ffn_up_b, in, n_tok, up.data());
+    if (cfg_.ffn_gated) {
+      linear(L.ffn_gate, L.ffn_gate_b, in, n_tok, gate.data());
+      if (cfg_.act == Activation::kSilu) {
+        k::swiglu(gate.data(), up.data(), up.data(), n_tok * F);
+      } else {
+        cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(gate.data(), n_tok * F) : k::gelu(gate.data(), n_tok * F);
+        for (int64_t i = 0; i < n_tok * F; ++i) up[i] *= gate[i];
+      }
+    } else if (cfg_.act == Activation::kSilu) {
+      for (float& e : up) e = e / (1.0f + std::exp(-e));
+    } else {
+      cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(up.data(), n_tok * F) : k::gelu(up.data(), n_tok * F);
+    }
+    linear(L.ffn_down, L.ffn_down_b, up.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
+    if (cfg_.post_norm) norm(ffn_norm_[li], hidden, hidden, n_tok);
   }
   for (const BatchToken& t : batch) kv.set_length(t.seq, t.pos + 1);  // positions increase per sequence
   return Status::Ok();
@@ -160,20 +248,50 @@ void Model::output(const std::vector<BatchToken>& batch, const float* hidden, st
   std::vector<float> x;
   for (size_t t = 0; t < batch.size(); ++t) {
     if (!batch[t].logits) continue;
-    x.resize(x.size() + D);
-    k::rmsnorm(hidden + t * D, output_norm_.data(), cfg_.rms_eps, &x[x.size() - D], D);
+    x.insert(x.end(), hidden + t * D, hidden + (t + 1) * D);
   }
+  if (cfg_.final_norm) norm(output_norm_, x.data(), x.data(), static_cast<int64_t>(x.size()) / D);
   const int64_t n = static_cast<int64_t>(x.size()) / D;
   logits->assign(static_cast<size_t>(n * cfg_.n_vocab), 0.0f);
   if (n > 0) k::matmul(w_.output, x.data(), n, logits->data());
 }
 
 Status Model::forward(const std::vector<BatchToken>& batch, KvCache& kv, std::vector<float>* logits) const {
+  if (w_.output.data == nullptr)
+    return Status::InvalidArgument(fmt::format("[forward] {} is an encoder without an output layer: it gives hidden "
+                                               "states (encode, slm embed), not logits", cfg_.arch));
   std::vector<float> hidden(batch.size() * cfg_.n_embd);
   SLM_RETURN_IF_ERROR(embed(batch, hidden.data()));
   SLM_RETURN_IF_ERROR(forward_layers(batch, 0, cfg_.n_layer, hidden.data(), kv));
   output(batch, hidden.data(), logits);
   return Status::Ok();
+}
+
+Status Model::encode(const std::vector<BatchToken>& batch, KvCache& kv, std::vector<float>* hidden) const {
+  hidden->assign(batch.size() * cfg_.n_embd, 0.0f);
+  SLM_RETURN_IF_ERROR(embed(batch, hidden->data()));
+  SLM_RETURN_IF_ERROR(forward_layers(batch, 0, cfg_.n_layer, hidden->data(), kv));
+  if (cfg_.final_norm) norm(output_norm_, hidden->data(), hidden->data(), static_cast<int64_t>(batch.size()));
+  return Status::Ok();
+}
+
+std::vector<float> Model::pool(const float* hidden, int64_t n_tok) const {
+  const int64_t D = cfg_.n_embd;
+  if (cfg_.pooling == Pooling::kCls) return std::vector<float>(hidden, hidden + D);
+  std::vector<double> sum(static_cast<size_t>(D), 0.0);
+  for (int64_t t = 0; t < n_tok; ++t)
+    for (int64_t d = 0; d < D; ++d) sum[static_cast<size_t>(d)] += hidden[t * D + d];
+  std::vector<float> out(static_cast<size_t>(D));
+  for (int64_t d = 0; d < D; ++d) out[static_cast<size_t>(d)] = static_cast<float>(sum[static_cast<size_t>(d)] / static_cast<double>(n_tok));
+  return out;
+}
+
+std::vector<float> Model::pooler(const float* cls_hidden) const {
+  SLM_ASSERT(w_.pooler.data != nullptr);
+  std::vector<float> out(static_cast<size_t>(cfg_.n_embd));
+  linear(w_.pooler, w_.pooler_b, cls_hidden, 1, out.data());
+  for (float& e : out) e = std::tanh(e);
+  return out;
 }
 
 }  // namespace slm::model

@@ -2,10 +2,12 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <set>
 
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "slm/kernels/dispatch.h"
@@ -17,32 +19,115 @@ using nlohmann::json;
 
 namespace {
 
-// Hugging Face's tensor name for a GGUF-style name.
-std::string hf_name(const std::string& g) {
-  static const std::pair<const char*, const char*> kGlobal[] = {
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"},
-  };
-  for (const auto& [a, b] : kGlobal)
-    if (g == a) return b;
-  static const std::pair<const char*, const char*> kLayer[] = {
-      {"attn_norm.weight", "input_layernorm.weight"},   {"attn_q.weight", "self_attn.q_proj.weight"},
-      {"attn_k.weight", "self_attn.k_proj.weight"},     {"attn_v.weight", "self_attn.v_proj.weight"},
-      {"attn_q.bias", "self_attn.q_proj.bias"},         {"attn_k.bias", "self_attn.k_proj.bias"},
-      {"attn_v.bias", "self_attn.v_proj.bias"},         {"attn_output.weight", "self_attn.o_proj.weight"},
-      {"ffn_norm.weight", "post_attention_layernorm.weight"}, {"ffn_gate.weight", "mlp.gate_proj.weight"},
-      {"ffn_up.weight", "mlp.up_proj.weight"},          {"ffn_down.weight", "mlp.down_proj.weight"},
-  };
-  if (g.rfind("blk.", 0) == 0) {
+// How an architecture's Hugging Face checkpoint names each GGUF-style tensor.
+struct HfNames {
+  std::vector<const char*> prefixes;  // tried in order: task models nest the base model ("bert.", "transformer.")
+  std::vector<std::pair<const char*, const char*>> global;
+  const char* layer;                  // "model.layers.{}." and the like
+  std::vector<std::pair<const char*, const char*>> in_layer;
+};
+
+const HfNames& hf_names(const std::string& arch) {
+  static const HfNames kLlama{
+      {""},
+      {{"token_embd.weight", "model.embed_tokens.weight"},
+       {"output_norm.weight", "model.norm.weight"},
+       {"output.weight", "lm_head.weight"}},
+      "model.layers.{}.",
+      {{"attn_norm.weight", "input_layernorm.weight"},      {"attn_q.weight", "self_attn.q_proj.weight"},
+       {"attn_k.weight", "self_attn.k_proj.weight"},        {"attn_v.weight", "self_attn.v_proj.weight"},
+       {"attn_q.bias", "self_attn.q_proj.bias"},            {"attn_k.bias", "self_attn.k_proj.bias"},
+       {"attn_v.bias", "self_attn.v_proj.bias"},            {"attn_output.weight", "self_attn.o_proj.weight"},
+       {"attn_output.bias", "self_attn.o_proj.bias"},       {"ffn_norm.weight", "post_attention_layernorm.weight"},
+       {"ffn_gate.weight", "mlp.gate_proj.weight"},         {"ffn_up.weight", "mlp.up_proj.weight"},
+       {"ffn_down.weight", "mlp.down_proj.weight"},         {"ffn_gate.bias", "mlp.gate_proj.bias"},
+       {"ffn_up.bias", "mlp.up_proj.bias"},                 {"ffn_down.bias", "mlp.down_proj.bias"}}};
+  static const HfNames kPhi3{
+      {""},
+      kLlama.global,
+      "model.layers.{}.",
+      {{"attn_norm.weight", "input_layernorm.weight"},      {"attn_qkv.weight", "self_attn.qkv_proj.weight"},
+       {"attn_output.weight", "self_attn.o_proj.weight"},   {"ffn_norm.weight", "post_attention_layernorm.weight"},
+       {"ffn_up.weight", "mlp.gate_up_proj.weight"},        {"ffn_down.weight", "mlp.down_proj.weight"}}};
+  static const HfNames kGpt2{
+      {"transformer.", ""},
+      {{"token_embd.weight", "wte.weight"}, {"position_embd.weight", "wpe.weight"},
+       {"output_norm.weight", "ln_f.weight"}, {"output_norm.bias", "ln_f.bias"}, {"output.weight", "lm_head.weight"}},
+      "h.{}.",
+      {{"attn_norm.weight", "ln_1.weight"},        {"attn_norm.bias", "ln_1.bias"},
+       {"attn_qkv.weight", "attn.c_attn.weight"},  {"attn_qkv.bias", "attn.c_attn.bias"},
+       {"attn_output.weight", "attn.c_proj.weight"}, {"attn_output.bias", "attn.c_proj.bias"},
+       {"ffn_norm.weight", "ln_2.weight"},         {"ffn_norm.bias", "ln_2.bias"},
+       {"ffn_up.weight", "mlp.c_fc.weight"},       {"ffn_up.bias", "mlp.c_fc.bias"},
+       {"ffn_down.weight", "mlp.c_proj.weight"},   {"ffn_down.bias", "mlp.c_proj.bias"}}};
+  static const HfNames kBert{
+      {"bert.", ""},
+      {{"token_embd.weight", "embeddings.word_embeddings.weight"},
+       {"position_embd.weight", "embeddings.position_embeddings.weight"},
+       {"token_types.weight", "embeddings.token_type_embeddings.weight"},
+       {"token_embd_norm.weight", "embeddings.LayerNorm.weight"},
+       {"token_embd_norm.bias", "embeddings.LayerNorm.bias"},
+       {"cls.weight", "pooler.dense.weight"},
+       {"cls.bias", "pooler.dense.bias"}},
+      "encoder.layer.{}.",
+      {{"attn_q.weight", "attention.self.query.weight"},          {"attn_q.bias", "attention.self.query.bias"},
+       {"attn_k.weight", "attention.self.key.weight"},            {"attn_k.bias", "attention.self.key.bias"},
+       {"attn_v.weight", "attention.self.value.weight"},          {"attn_v.bias", "attention.self.value.bias"},
+       {"attn_output.weight", "attention.output.dense.weight"},   {"attn_output.bias", "attention.output.dense.bias"},
+       {"attn_output_norm.weight", "attention.output.LayerNorm.weight"},
+       {"attn_output_norm.bias", "attention.output.LayerNorm.bias"},
+       {"ffn_up.weight", "intermediate.dense.weight"},            {"ffn_up.bias", "intermediate.dense.bias"},
+       {"ffn_down.weight", "output.dense.weight"},                {"ffn_down.bias", "output.dense.bias"},
+       {"layer_output_norm.weight", "output.LayerNorm.weight"},   {"layer_output_norm.bias", "output.LayerNorm.bias"}}};
+  static const HfNames kDistilBert{
+      {"distilbert.", ""},
+      {{"token_embd.weight", "embeddings.word_embeddings.weight"},
+       {"position_embd.weight", "embeddings.position_embeddings.weight"},
+       {"token_embd_norm.weight", "embeddings.LayerNorm.weight"},
+       {"token_embd_norm.bias", "embeddings.LayerNorm.bias"}},
+      "transformer.layer.{}.",
+      {{"attn_q.weight", "attention.q_lin.weight"},        {"attn_q.bias", "attention.q_lin.bias"},
+       {"attn_k.weight", "attention.k_lin.weight"},        {"attn_k.bias", "attention.k_lin.bias"},
+       {"attn_v.weight", "attention.v_lin.weight"},        {"attn_v.bias", "attention.v_lin.bias"},
+       {"attn_output.weight", "attention.out_lin.weight"}, {"attn_output.bias", "attention.out_lin.bias"},
+       {"attn_output_norm.weight", "sa_layer_norm.weight"}, {"attn_output_norm.bias", "sa_layer_norm.bias"},
+       {"ffn_up.weight", "ffn.lin1.weight"},               {"ffn_up.bias", "ffn.lin1.bias"},
+       {"ffn_down.weight", "ffn.lin2.weight"},             {"ffn_down.bias", "ffn.lin2.bias"},
+       {"layer_output_norm.weight", "output_layer_norm.weight"},
+       {"layer_output_norm.bias", "output_layer_norm.bias"}}};
+  if (arch == "phi3") return kPhi3;
+  if (arch == "gpt2") return kGpt2;
+  if (arch == "bert") return kBert;
+  if (arch == "distilbert") return kDistilBert;
+  return kLlama;
+}
+
+// Hugging Face's candidate names for a GGUF-style name, or {} when the architecture has none.
+std::vector<std::string> hf_candidates(const std::string& arch, const std::string& g) {
+  const HfNames& t = hf_names(arch);
+  std::string rest;
+  for (const auto& [a, b] : t.global)
+    if (g == a) rest = b;
+  if (rest.empty() && g.rfind("blk.", 0) == 0) {
     size_t dot = g.find('.', 4);
     if (dot != std::string::npos) {
-      std::string layer = g.substr(4, dot - 4), rest = g.substr(dot + 1);
-      for (const auto& [a, b] : kLayer)
-        if (rest == a) return "model.layers." + layer + "." + b;
+      const std::string layer = g.substr(4, dot - 4), in = g.substr(dot + 1);
+      for (const auto& [a, b] : t.in_layer)
+        if (in == a) rest = fmt::format(fmt::runtime(t.layer), layer) + b;
     }
   }
-  return g;
+  std::vector<std::string> out;
+  if (!rest.empty())
+    for (const char* p : t.prefixes) out.push_back(p + rest);
+  return out;
+}
+
+// GPT-2's Conv1D layers store weights (in, out), the transpose of nn.Linear.
+bool hf_transposed(const std::string& arch, const std::string& g) {
+  if (arch != "gpt2") return false;
+  for (const char* n : {"attn_qkv.weight", "attn_output.weight", "ffn_up.weight", "ffn_down.weight"})
+    if (g.size() > std::strlen(n) && g.compare(g.size() - std::strlen(n), std::strlen(n), n) == 0) return true;
+  return false;
 }
 
 bool is_dir(const std::string& p) {
@@ -66,20 +151,59 @@ namespace {
 
 // Architectures recognised by name, with what slm still lacks for them.
 const char* missing_features(const std::string& arch) {
-  if (arch == "gemma" || arch == "gemma2" || arch == "gemma3")
-    return "Gemma's (1 + weight) RMSNorm, GeGLU feed-forward and scaled embeddings";
-  if (arch == "phi3")
-    return "Phi-3's fused qkv and gate/up projections, partial rotary dims and LongRoPE";
-  if (arch == "gpt2") return "GPT-2's learned positions, LayerNorm and GELU MLP";
-  if (arch == "bert" || arch == "distilbert") return "encoder (bidirectional) models";
+  if (arch == "gemma2" || arch == "gemma3")
+    return "Gemma 2/3's logit soft-capping, alternating local/global attention and extra norms";
+  if (arch == "phi2" || arch == "phi") return "Phi-2's parallel attention and MLP blocks";
+  if (arch == "roberta" || arch == "xlm-roberta") return "RoBERTa's offset position ids";
   return nullptr;
 }
 
 Status refuse_arch(const std::string& arch) {
   if (const char* what = missing_features(arch))
     return Status::Unsupported(fmt::format("architecture '{}' needs {}, which slm does not implement yet", arch, what));
-  return Status::Unsupported(fmt::format("unknown architecture '{}' (slm runs llama, mistral, qwen2 and their "
-                                         "relatives: TinyLlama, SmolLM, Llama 2/3)", arch));
+  return Status::Unsupported(fmt::format("unknown architecture '{}' (slm runs llama, mistral, qwen2, phi3, gemma, gpt2, "
+                                         "bert, distilbert and their relatives: TinyLlama, SmolLM, Llama 2/3)", arch));
+}
+
+// The flags an architecture fixes, whatever its file says (the numbers come from the file).
+Status set_arch_defaults(const std::string& arch, ModelConfig* c) {
+  c->arch = arch;
+  if (arch == "llama" || arch == "mistral") return Status::Ok();
+  if (arch == "qwen2") {
+    c->attn_qkv_bias = true;
+  } else if (arch == "phi3") {
+  } else if (arch == "gemma") {
+    c->act = Activation::kGeluTanh;
+  } else if (arch == "gpt2") {
+    c->norm = NormType::kLayerNorm;
+    c->act = Activation::kGeluTanh;
+    c->ffn_gated = false;
+    c->learned_pos = true;
+    c->attn_qkv_bias = c->attn_out_bias = c->ffn_bias = true;
+    c->tied_output = true;
+  } else if (arch == "bert" || arch == "distilbert") {
+    c->norm = NormType::kLayerNorm;
+    c->act = Activation::kGelu;
+    c->ffn_gated = false;
+    c->learned_pos = true;
+    c->attn_qkv_bias = c->attn_out_bias = c->ffn_bias = true;
+    c->embd_norm = true;
+    c->post_norm = true;
+    c->causal = false;
+    c->final_norm = false;
+    c->pooling = Pooling::kMean;
+  } else {
+    return refuse_arch(arch);
+  }
+  return Status::Ok();
+}
+
+// Hugging Face activation names.
+Result<Activation> parse_activation(const std::string& name) {
+  if (name == "silu" || name == "swish") return Activation::kSilu;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::kGeluTanh;
+  if (name == "gelu") return Activation::kGelu;
+  return Status::Unsupported(fmt::format("activation '{}' (slm supports silu, gelu, gelu_new, gelu_pytorch_tanh)", name));
 }
 
 }  // namespace
@@ -123,14 +247,10 @@ Status ModelSource::open_gguf() {
   auto arch = g.get_string("general.architecture");
   if (!arch) return Status::InvalidArgument("GGUF has no general.architecture string (is it a vocab-only file?)");
   ModelConfig& c = config_;
-  c.arch = *arch;
-  if (c.arch == "qwen2") {
-    c.attn_qkv_bias = true;
-  } else if (c.arch != "llama" && c.arch != "mistral") {
-    return refuse_arch(c.arch);
-  }
-  // Qwen2's GGUF keeps Hugging Face's rotate-half pairing (llama.cpp's NEOX rope).
-  c.rope_interleaved = c.arch != "qwen2";
+  SLM_RETURN_IF_ERROR(set_arch_defaults(*arch, &c));
+  // llama.cpp's NEOX rope (Hugging Face's rotate-half) for all but Llama and
+  // Mistral, whose q/k rows the converters permute to interleaved pairs.
+  c.rope_interleaved = c.arch == "llama" || c.arch == "mistral";
   const std::string a = c.arch + ".";
   auto need_int = [&](const std::string& key, int64_t* out) -> Status {
     auto v = g.get_int(key);
@@ -147,8 +267,10 @@ Status ModelSource::open_gguf() {
     return Status::Unsupported(fmt::format("mixture-of-experts models ({}expert_count)", a));
   c.n_ctx_train = g.get_int(a + "context_length").value_or(2048);
   c.head_dim = g.get_int(a + "attention.key_length").value_or(c.n_head > 0 ? c.n_embd / c.n_head : 0);
-  c.n_rot = g.get_int(a + "rope.dimension_count").value_or(c.head_dim);
-  c.rms_eps = static_cast<float>(g.get_float(a + "attention.layer_norm_rms_epsilon").value_or(1e-5));
+  c.n_rot = c.learned_pos ? 0 : g.get_int(a + "rope.dimension_count").value_or(c.head_dim);
+  c.norm_eps = static_cast<float>(g.get_float(a + (c.norm == NormType::kLayerNorm ? "attention.layer_norm_epsilon"
+                                                                                   : "attention.layer_norm_rms_epsilon"))
+                                      .value_or(1e-5));
   c.rope_theta = static_cast<float>(g.get_float(a + "rope.freq_base").value_or(10000.0));
   c.sliding_window = g.get_int(a + "attention.sliding_window").value_or(0);
   if (auto st = g.get_string(a + "rope.scaling.type")) {
@@ -159,9 +281,30 @@ Status ModelSource::open_gguf() {
       return Status::Unsupported(fmt::format("rope scaling '{}' (slm supports none, linear and llama3)", *st));
     }
   }
+  // Phi-3 LongRoPE: llama.cpp keeps the factors as tensors.
+  if (g.find_tensor("rope_factors_long.weight") != nullptr || g.find_tensor("rope_factors_short.weight") != nullptr) {
+    c.rope_scaling = RopeScaling::kLongRope;
+    c.rope_orig_ctx = g.get_int(a + "rope.scaling.original_context_length").value_or(c.n_ctx_train);
+    for (auto [name, out] : {std::pair{"rope_factors_long.weight", &c.rope_long_factor},
+                             std::pair{"rope_factors_short.weight", &c.rope_short_factor}}) {
+      SLM_ASSIGN_OR_RETURN(TensorView t, g.tensor(name));
+      if (t.dtype != DType::kF32) return Status::Unsupported(fmt::format("tensor '{}' is {}, expected F32", name, dtype_name(t.dtype)));
+      const float* f = static_cast<const float*>(t.data);
+      out->assign(f, f + t.numel());
+    }
+  }
+  if (c.arch == "gemma") c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));  // GGUF norms already hold 1 + w
+  if (c.is_encoder()) {
+    const int64_t pooling = g.get_int(a + "pooling_type").value_or(1);  // llama.cpp: 1 mean, 2 cls
+    if (pooling != 1 && pooling != 2)
+      return Status::Unsupported(fmt::format("{}pooling_type {} (slm pools by mean (1) or CLS (2))", a, pooling));
+    c.pooling = pooling == 2 ? Pooling::kCls : Pooling::kMean;
+    if (auto t = g.find_tensor("token_types.weight"); t && t->shape.size() == 2) c.n_token_types = t->shape[0];
+    c.has_pooler = g.find_tensor("cls.weight") != nullptr;
+  }
   if (auto t = g.find_tensor("token_embd.weight"); t && t->shape.size() == 2) c.n_vocab = t->shape[0];
   if (auto v = g.find("tokenizer.ggml.tokens"); v && c.n_vocab == 0) c.n_vocab = static_cast<int64_t>(v->arr.size());
-  c.tied_output = g.find_tensor("output.weight") == nullptr;
+  c.tied_output = !c.is_encoder() && g.find_tensor("output.weight") == nullptr;
   c.bos_id = static_cast<int32_t>(g.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
   c.eos_id = static_cast<int32_t>(g.get_int("tokenizer.ggml.eos_token_id").value_or(-1));
   return Status::Ok();
@@ -182,9 +325,9 @@ Status ModelSource::open_safetensors() {
 
   ModelConfig& c = config_;
   auto get_str = [&](const char* k) -> std::string { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; };
-  c.arch = get_str("model_type");
-  if (c.arch.empty()) return Status::InvalidArgument(fmt::format("{} has no model_type", cfg_path));
-  if (c.arch != "llama" && c.arch != "mistral" && c.arch != "qwen2") return refuse_arch(c.arch);
+  const std::string model_type = get_str("model_type");
+  if (model_type.empty()) return Status::InvalidArgument(fmt::format("{} has no model_type", cfg_path));
+  SLM_RETURN_IF_ERROR(set_arch_defaults(model_type, &c));
   Status bad;
   auto get_int = [&](const char* k, int64_t def, bool required) -> int64_t {
     if (!j.contains(k) || j[k].is_null()) {
@@ -213,33 +356,82 @@ Status ModelSource::open_safetensors() {
     }
     return j[k].get<bool>();
   };
-  // Defaults are Hugging Face's for each model_type.
-  c.n_embd = get_int("hidden_size", 0, true);
-  c.n_ff = get_int("intermediate_size", 0, true);
-  c.n_layer = get_int("num_hidden_layers", 0, true);
-  c.n_head = get_int("num_attention_heads", 0, true);
-  c.n_vocab = get_int("vocab_size", 32000, false);
+  auto get_act = [&](const char* k, const char* def) -> Activation {
+    std::string name = j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : def;
+    auto a = parse_activation(name);
+    if (!a.ok()) {
+      if (bad.ok()) bad = a.status().with_context(fmt::format("{}: '{}'", cfg_path, k));
+      return Activation::kSilu;
+    }
+    return *a;
+  };
+  // Key names and defaults are Hugging Face's for each model_type.
+  if (c.arch == "gpt2") {
+    c.n_embd = get_int("n_embd", 0, true);
+    c.n_layer = get_int("n_layer", 0, true);
+    c.n_head = get_int("n_head", 0, true);
+    c.n_ff = get_int("n_inner", 4 * c.n_embd, false);
+    c.n_vocab = get_int("vocab_size", 50257, false);
+    c.n_ctx_train = get_int("n_positions", 1024, false);
+    c.norm_eps = static_cast<float>(get_float("layer_norm_epsilon", 1e-5));
+    c.act = get_act("activation_function", "gelu_new");
+    c.tied_output = get_bool("tie_word_embeddings", true);
+  } else if (c.arch == "distilbert") {
+    c.n_embd = get_int("dim", 0, true);
+    c.n_layer = get_int("n_layers", 0, true);
+    c.n_head = get_int("n_heads", 0, true);
+    c.n_ff = get_int("hidden_dim", 0, true);
+    c.n_vocab = get_int("vocab_size", 30522, false);
+    c.n_ctx_train = get_int("max_position_embeddings", 512, false);
+    c.norm_eps = 1e-12f;  // fixed in DistilBERT's modeling code
+    c.act = get_act("activation", "gelu");
+  } else {
+    c.n_embd = get_int("hidden_size", 0, true);
+    c.n_ff = get_int("intermediate_size", 0, true);
+    c.n_layer = get_int("num_hidden_layers", 0, true);
+    c.n_head = get_int("num_attention_heads", 0, true);
+    c.n_vocab = get_int("vocab_size", c.arch == "bert" ? 30522 : 32000, false);
+    c.n_ctx_train = get_int("max_position_embeddings", c.arch == "bert" ? 512 : 2048, false);
+  }
   c.n_head_kv = get_int("num_key_value_heads", c.n_head, false);
-  c.head_dim = get_int("head_dim", c.n_head > 0 ? c.n_embd / c.n_head : 0, false);
-  c.n_rot = c.head_dim;
-  c.n_ctx_train = get_int("max_position_embeddings", 2048, false);
-  c.rms_eps = static_cast<float>(get_float("rms_norm_eps", 1e-6));
+  c.head_dim = get_int("head_dim", c.arch == "gemma" ? 256 : c.n_head > 0 ? c.n_embd / c.n_head : 0, false);
+  c.n_rot = c.learned_pos ? 0 : c.head_dim;
   c.rope_theta = static_cast<float>(get_float("rope_theta", 10000.0));
-  c.tied_output = get_bool("tie_word_embeddings", false);
   c.bos_id = static_cast<int32_t>(get_int("bos_token_id", -1, false));
   c.eos_id = static_cast<int32_t>(j.contains("eos_token_id") && j["eos_token_id"].is_array() ? -1 : get_int("eos_token_id", -1, false));
   c.rope_interleaved = false;  // HF checkpoints use rotate_half pairing
+  if (c.arch == "bert") {
+    c.norm_eps = static_cast<float>(get_float("layer_norm_eps", 1e-12));
+    c.act = get_act("hidden_act", "gelu");
+    c.n_token_types = get_int("type_vocab_size", 2, false);
+    const std::string pos = get_str("position_embedding_type");
+    if (!pos.empty() && pos != "absolute")
+      return Status::Unsupported(fmt::format("{}: position_embedding_type '{}' (slm supports absolute)", cfg_path, pos));
+  } else if (!c.is_encoder() && c.arch != "gpt2") {
+    c.norm_eps = static_cast<float>(get_float("rms_norm_eps", 1e-6));
+    c.tied_output = get_bool("tie_word_embeddings", c.arch == "gemma");
+  }
   if (c.arch == "mistral") {
     // An explicit null means no window (Mistral v0.2 and later); absent means HF's default 4096.
     const bool null_window = j.contains("sliding_window") && j["sliding_window"].is_null();
     c.sliding_window = null_window ? 0 : get_int("sliding_window", 4096, false);
   } else if (c.arch == "qwen2") {
-    c.attn_qkv_bias = true;
     if (get_bool("use_sliding_window", false)) c.sliding_window = get_int("sliding_window", 4096, false);
-  } else {
-    c.attn_qkv_bias = get_bool("attention_bias", false);
+  } else if (c.arch == "phi3") {
+    c.sliding_window = get_int("sliding_window", 0, false);
+    const double prf = get_float("partial_rotary_factor", 1.0);
+    c.n_rot = static_cast<int64_t>(static_cast<double>(c.head_dim) * prf);
+    c.rope_orig_ctx = get_int("original_max_position_embeddings", c.n_ctx_train, false);
+  } else if (c.arch == "gemma") {
+    // Gemma's legacy hidden_act "gelu" means the tanh GELU; hidden_activation overrides it.
+    c.act = get_act("hidden_activation", "gelu_pytorch_tanh");
+    c.norm_weight_offset = 1.0f;
+    c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
+  } else if (c.arch == "llama") {
+    c.attn_qkv_bias = c.attn_out_bias = get_bool("attention_bias", false);
+    c.ffn_bias = get_bool("mlp_bias", false);
   }
-  if (get_bool("mlp_bias", false)) return Status::Unsupported(fmt::format("{}: mlp_bias (feed-forward biases)", cfg_path));
+  if (c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2") c.act = get_act("hidden_act", "silu");
   if (get_int("num_local_experts", 0, false) > 0)
     return Status::Unsupported(fmt::format("{}: mixture-of-experts models (num_local_experts)", cfg_path));
   SLM_RETURN_IF_ERROR(bad);
@@ -259,8 +451,30 @@ Status ModelSource::open_safetensors() {
       c.rope_low_freq_factor = static_cast<float>(num("low_freq_factor", 1.0));
       c.rope_high_freq_factor = static_cast<float>(num("high_freq_factor", 4.0));
       c.rope_orig_ctx = static_cast<int64_t>(num("original_max_position_embeddings", 8192));
+    } else if (type == "longrope" || type == "su") {
+      c.rope_scaling = RopeScaling::kLongRope;
+      for (auto [key, out] : {std::pair{"short_factor", &c.rope_short_factor}, std::pair{"long_factor", &c.rope_long_factor}}) {
+        if (!rs.contains(key) || !rs[key].is_array())
+          return Status::InvalidArgument(fmt::format("{}: rope_scaling '{}' has no '{}' list", cfg_path, type, key));
+        for (const auto& v : rs[key]) {
+          if (!v.is_number()) return Status::InvalidArgument(fmt::format("{}: rope_scaling.{} holds {}", cfg_path, key, v.dump()));
+          out->push_back(v.get<float>());
+        }
+      }
     } else if (type != "default") {
-      return Status::Unsupported(fmt::format("{}: rope_scaling type '{}' (slm supports linear and llama3)", cfg_path, type));
+      return Status::Unsupported(fmt::format("{}: rope_scaling type '{}' (slm supports linear, llama3 and longrope)",
+                                             cfg_path, type));
+    }
+  }
+  if (c.is_encoder()) {
+    // sentence-transformers names the pooling in 1_Pooling/config.json; without it, mean.
+    const std::string pooling_path = (fs::path(dir.empty() ? "." : dir) / "1_Pooling" / "config.json").string();
+    if (file_exists(pooling_path)) {
+      SLM_ASSIGN_OR_RETURN(std::string ptext, read_file(pooling_path, 1 << 20));
+      json pj = json::parse(ptext, nullptr, false);
+      if (!pj.is_object()) return Status::Corruption(fmt::format("{} is not a JSON object", pooling_path));
+      const auto cls = pj.find("pooling_mode_cls_token");
+      if (cls != pj.end() && cls->is_boolean() && cls->get<bool>()) c.pooling = Pooling::kCls;
     }
   }
 
@@ -298,7 +512,8 @@ Status ModelSource::open_safetensors() {
       break;
     }
   }
-  if (!c.tied_output && !has("output.weight")) c.tied_output = true;
+  if (!c.is_encoder() && !c.tied_output && !has("output.weight")) c.tied_output = true;
+  if (c.is_encoder()) c.has_pooler = has("cls.weight");
   return Status::Ok();
 }
 
@@ -318,7 +533,7 @@ Status ModelSource::open_llama2c() {
   c.n_rot = c.head_dim;
   c.n_ff = h.hidden_dim;
   c.n_ctx_train = h.seq_len;
-  c.rms_eps = 1e-5f;
+  c.norm_eps = 1e-5f;
   c.tied_output = h.shared_classifier;
   c.rope_interleaved = true;
   c.bos_id = 1;
@@ -342,9 +557,9 @@ bool ModelSource::has(const std::string& name) const {
       if (t.name == name) return true;
     return false;
   }
-  const std::string h = hf_name(name);
-  for (const auto& s : shards_)
-    if (s->find_tensor(h)) return true;
+  for (const std::string& h : hf_candidates(config_.arch, name))
+    for (const auto& s : shards_)
+      if (s->find_tensor(h)) return true;
   return false;
 }
 
@@ -355,16 +570,49 @@ Result<TensorView> ModelSource::find(const std::string& name) const {
       if (t.name == name) return t;
     return Status::NotFound(fmt::format("no tensor '{}'", name));
   }
-  const std::string h = hf_name(name);
-  for (const auto& s : shards_)
-    if (s->find_tensor(h)) return s->tensor(h);
-  return Status::NotFound(fmt::format("no tensor '{}' (looked for '{}')", name, h));
+  const std::vector<std::string> hs = hf_candidates(config_.arch, name);
+  for (const std::string& h : hs)
+    for (const auto& s : shards_)
+      if (s->find_tensor(h)) return s->tensor(h);
+  return Status::NotFound(fmt::format("no tensor '{}' (looked for '{}')", name, fmt::join(hs, "', '")));
 }
+
+Result<TensorView> ModelSource::load(const std::string& name) {
+  SLM_ASSIGN_OR_RETURN(TensorView t, find(name));
+  if (format_ != FileFormat::kSafetensors || !hf_transposed(config_.arch, name)) return t;
+  // The one copy at load: GPT-2's Conv1D weights, transposed to (out, in). slm convert writes them transposed.
+  if (t.shape.size() != 2 || (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16))
+    return Status::Unsupported(fmt::format("tensor '{}' ({}, {}) cannot be transposed; expected a 2-D F32, F16 or BF16 "
+                                           "Conv1D weight", name, dtype_name(t.dtype), t.shape_string()));
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  const size_t es = row_bytes(t.dtype, 1);
+  std::vector<uint8_t>& buf = owned_.emplace_back(t.nbytes);
+  const uint8_t* src = static_cast<const uint8_t*>(t.data);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c)
+      std::memcpy(&buf[static_cast<size_t>(c * rows + r) * es], src + static_cast<size_t>(r * cols + c) * es, es);
+  t.data = buf.data();
+  t.shape = {cols, rows};
+  return t;
+}
+
+namespace {
+// Rows [r0, r0 + n) of a matrix, or elements [r0, r0 + n) of a vector: a view, no copy.
+TensorView slice_rows(const TensorView& t, int64_t r0, int64_t n, const std::string& name) {
+  TensorView v = t;
+  v.name = name;
+  const size_t unit = t.shape.size() == 1 ? row_bytes(t.dtype, 1) : row_bytes(t.dtype, t.cols());
+  v.data = static_cast<const uint8_t*>(t.data) + static_cast<size_t>(r0) * unit;
+  v.nbytes = static_cast<size_t>(n) * unit;
+  v.shape[0] = n;
+  return v;
+}
+}  // namespace
 
 Status ModelSource::bind_weights() {
   const ModelConfig& c = config_;
   auto get = [&](const std::string& name, std::vector<int64_t> shape, TensorView* out, bool plain) -> Status {
-    SLM_ASSIGN_OR_RETURN(*out, find(name));
+    SLM_ASSIGN_OR_RETURN(*out, load(name));
     if (out->shape != shape) {
       TensorView want;
       want.shape = shape;
@@ -379,31 +627,78 @@ Status ModelSource::bind_weights() {
                                              dtype_name(out->dtype)));
     return Status::Ok();
   };
+  const bool ln = c.norm == NormType::kLayerNorm;
+  // A norm's weight, and its bias for LayerNorm.
+  auto get_norm = [&](const std::string& name, TensorView* w, TensorView* b) -> Status {
+    SLM_RETURN_IF_ERROR(get(name + ".weight", {c.n_embd}, w, true));
+    if (ln) SLM_RETURN_IF_ERROR(get(name + ".bias", {c.n_embd}, b, true));
+    return Status::Ok();
+  };
+  // A fused projection (rows of the parts stacked), split into views.
+  auto get_fused = [&](const std::string& name, std::vector<int64_t> parts, std::vector<TensorView*> outs,
+                       int64_t cols, bool plain) -> Status {
+    int64_t total = 0;
+    for (int64_t p : parts) total += p;
+    TensorView all;
+    SLM_RETURN_IF_ERROR(get(name, cols > 0 ? std::vector<int64_t>{total, cols} : std::vector<int64_t>{total}, &all, plain));
+    int64_t r0 = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      *outs[i] = slice_rows(all, r0, parts[i], fmt::format("{}[{}:{}]", name, r0, r0 + parts[i]));
+      r0 += parts[i];
+    }
+    return Status::Ok();
+  };
   const int64_t D = c.n_embd, Q = c.n_head * c.head_dim, KV = c.n_head_kv * c.head_dim, F = c.n_ff, V = c.n_vocab;
   Weights& w = weights_;
   SLM_RETURN_IF_ERROR(get("token_embd.weight", {V, D}, &w.token_embd, false));
-  SLM_RETURN_IF_ERROR(get("output_norm.weight", {D}, &w.output_norm, true));
-  if (c.tied_output) w.output = w.token_embd;
-  else SLM_RETURN_IF_ERROR(get("output.weight", {V, D}, &w.output, false));
+  if (c.learned_pos) SLM_RETURN_IF_ERROR(get("position_embd.weight", {c.n_ctx_train, D}, &w.position_embd, false));
+  if (c.n_token_types > 0) SLM_RETURN_IF_ERROR(get("token_types.weight", {c.n_token_types, D}, &w.token_types, false));
+  if (c.embd_norm) SLM_RETURN_IF_ERROR(get_norm("token_embd_norm", &w.embd_norm, &w.embd_norm_b));
+  if (c.final_norm) SLM_RETURN_IF_ERROR(get_norm("output_norm", &w.output_norm, &w.output_norm_b));
+  if (!c.is_encoder()) {
+    if (c.tied_output) w.output = w.token_embd;
+    else SLM_RETURN_IF_ERROR(get("output.weight", {V, D}, &w.output, false));
+  }
+  if (c.has_pooler) {
+    SLM_RETURN_IF_ERROR(get("cls.weight", {D, D}, &w.pooler, false));
+    SLM_RETURN_IF_ERROR(get("cls.bias", {D}, &w.pooler_b, true));
+  }
   if (has("rope_freqs.weight")) SLM_RETURN_IF_ERROR(get("rope_freqs.weight", {c.n_rot / 2}, &w.rope_freqs, true));
   w.layers.resize(static_cast<size_t>(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l) {
     LayerWeights& L = w.layers[static_cast<size_t>(l)];
     const std::string p = fmt::format("blk.{}.", l);
-    SLM_RETURN_IF_ERROR(get(p + "attn_norm.weight", {D}, &L.attn_norm, true));
-    SLM_RETURN_IF_ERROR(get(p + "attn_q.weight", {Q, D}, &L.wq, false));
-    SLM_RETURN_IF_ERROR(get(p + "attn_k.weight", {KV, D}, &L.wk, false));
-    SLM_RETURN_IF_ERROR(get(p + "attn_v.weight", {KV, D}, &L.wv, false));
-    SLM_RETURN_IF_ERROR(get(p + "attn_output.weight", {D, Q}, &L.wo, false));
-    if (c.attn_qkv_bias) {
-      SLM_RETURN_IF_ERROR(get(p + "attn_q.bias", {Q}, &L.bq, true));
-      SLM_RETURN_IF_ERROR(get(p + "attn_k.bias", {KV}, &L.bk, true));
-      SLM_RETURN_IF_ERROR(get(p + "attn_v.bias", {KV}, &L.bv, true));
+    SLM_RETURN_IF_ERROR(get_norm(p + (c.post_norm ? "attn_output_norm" : "attn_norm"), &L.attn_norm, &L.attn_norm_b));
+    SLM_RETURN_IF_ERROR(get_norm(p + (c.post_norm ? "layer_output_norm" : "ffn_norm"), &L.ffn_norm, &L.ffn_norm_b));
+    // Phi-3 and GPT-2 fuse q, k and v (llama.cpp's Phi-3 GGUF may split them).
+    const bool fused_qkv = has(p + "attn_qkv.weight") || (!has(p + "attn_q.weight") && (c.arch == "phi3" || c.arch == "gpt2"));
+    if (fused_qkv) {
+      SLM_RETURN_IF_ERROR(get_fused(p + "attn_qkv.weight", {Q, KV, KV}, {&L.wq, &L.wk, &L.wv}, D, false));
+      if (c.attn_qkv_bias) SLM_RETURN_IF_ERROR(get_fused(p + "attn_qkv.bias", {Q, KV, KV}, {&L.bq, &L.bk, &L.bv}, 0, true));
+    } else {
+      SLM_RETURN_IF_ERROR(get(p + "attn_q.weight", {Q, D}, &L.wq, false));
+      SLM_RETURN_IF_ERROR(get(p + "attn_k.weight", {KV, D}, &L.wk, false));
+      SLM_RETURN_IF_ERROR(get(p + "attn_v.weight", {KV, D}, &L.wv, false));
+      if (c.attn_qkv_bias) {
+        SLM_RETURN_IF_ERROR(get(p + "attn_q.bias", {Q}, &L.bq, true));
+        SLM_RETURN_IF_ERROR(get(p + "attn_k.bias", {KV}, &L.bk, true));
+        SLM_RETURN_IF_ERROR(get(p + "attn_v.bias", {KV}, &L.bv, true));
+      }
     }
-    SLM_RETURN_IF_ERROR(get(p + "ffn_norm.weight", {D}, &L.ffn_norm, true));
-    SLM_RETURN_IF_ERROR(get(p + "ffn_gate.weight", {F, D}, &L.ffn_gate, false));
-    SLM_RETURN_IF_ERROR(get(p + "ffn_up.weight", {F, D}, &L.ffn_up, false));
+    SLM_RETURN_IF_ERROR(get(p + "attn_output.weight", {D, Q}, &L.wo, false));
+    if (c.attn_out_bias) SLM_RETURN_IF_ERROR(get(p + "attn_output.bias", {D}, &L.bo, true));
+    if (c.ffn_gated && !has(p + "ffn_gate.weight")) {  // Phi-3: gate and up stacked in ffn_up
+      SLM_RETURN_IF_ERROR(get_fused(p + "ffn_up.weight", {F, F}, {&L.ffn_gate, &L.ffn_up}, D, false));
+    } else {
+      if (c.ffn_gated) SLM_RETURN_IF_ERROR(get(p + "ffn_gate.weight", {F, D}, &L.ffn_gate, false));
+      SLM_RETURN_IF_ERROR(get(p + "ffn_up.weight", {F, D}, &L.ffn_up, false));
+    }
     SLM_RETURN_IF_ERROR(get(p + "ffn_down.weight", {D, F}, &L.ffn_down, false));
+    if (c.ffn_bias) {
+      if (c.ffn_gated) SLM_RETURN_IF_ERROR(get(p + "ffn_gate.bias", {F}, &L.ffn_gate_b, true));
+      SLM_RETURN_IF_ERROR(get(p + "ffn_up.bias", {F}, &L.ffn_up_b, true));
+      SLM_RETURN_IF_ERROR(get(p + "ffn_down.bias", {D}, &L.ffn_down_b, true));
+    }
   }
   return Status::Ok();
 }

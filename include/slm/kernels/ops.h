@@ -22,6 +22,10 @@ void get_row(const TensorView& w, int64_t r, float* out);
 void rmsnorm(const float* x, const float* w, float eps, float* out, int64_t n);
 void rmsnorm_ref(const float* x, const float* w, float eps, float* out, int64_t n);
 
+// out (n) = (x - mean(x)) / sqrt(var(x) + eps) * w + b, b may be null
+// (torch.nn.LayerNorm, biased variance). Scalar only: it is not on a hot path.
+void layernorm(const float* x, const float* w, const float* b, float eps, float* out, int64_t n);
+
 // Rotary embedding of one head vector x (head_dim) at position pos, rotating
 // the first n_rot dims. interleaved: pairs (2i, 2i+1) as GGUF/llama2.c store
 // them; otherwise pairs (i, i + n_rot/2), Hugging Face's rotate_half.
@@ -35,5 +39,10 @@ void rope_apply(float* x, int64_t n_rot, const float* cs, bool interleaved);
 // out (n) = silu(gate) * up; out may alias gate.
 void swiglu(const float* gate, const float* up, float* out, int64_t n);
 void swiglu_ref(const float* gate, const float* up, float* out, int64_t n);
+
+// x (n) = gelu(x) in place, exact (x * Phi(x), with erf) or the tanh
+// approximation (GPT-2's gelu_new, Gemma's gelu_pytorch_tanh). Scalar only.
+void gelu(float* x, int64_t n);
+void gelu_tanh(float* x, int64_t n);
 
 }  // namespace slm::kernels

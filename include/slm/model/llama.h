@@ -1,7 +1,11 @@
-// The Llama-family decoder, written once for inference (and, later, training):
-// embedding, then per layer RMSNorm -> attention (rotary, grouped-query,
-// optional qkv bias and sliding window) -> residual -> RMSNorm -> SwiGLU ->
-// residual, then the final norm and the output projection.
+// The transformer, written once for inference (and, later, training), its
+// variants chosen by ModelConfig flags. A Llama block: embedding, then per
+// layer RMSNorm -> attention (rotary, grouped-query, optional qkv bias and
+// sliding window) -> residual -> RMSNorm -> SwiGLU -> residual, then the
+// final norm and the output projection. The same code runs Phi-3 (partial
+// rotary, LongRoPE), Gemma ((1 + w) norms, GeGLU, scaled embeddings), GPT-2
+// (learned positions, LayerNorm, GELU MLP, biases) and BERT-style encoders
+// (token types, post-norm blocks, bidirectional attention, pooler).
 //
 // Every call takes a batch of tokens from one or more sequences (each token
 // names its sequence slot and position), so a prompt, a decoding step and a
@@ -27,6 +31,7 @@ struct BatchToken {
   int64_t pos = 0;      // position in its sequence
   int32_t seq = 0;      // KV cache slot
   bool logits = false;  // return logits for this token
+  int32_t type = 0;     // token type (BERT's segment id); 0 for other models
 };
 
 class Model {
@@ -46,17 +51,39 @@ class Model {
   void output(const std::vector<BatchToken>& batch, const float* hidden, std::vector<float>* logits) const;
   // embed + all layers + output.
   Status forward(const std::vector<BatchToken>& batch, KvCache& kv, std::vector<float>* logits) const;
+  // embed + all layers, for encoders: the last hidden states (n_tok, n_embd)
+  // (after the final norm where the model has one). An encoder's sequences
+  // must each be whole in the batch: every token attends to all of its own.
+  Status encode(const std::vector<BatchToken>& batch, KvCache& kv, std::vector<float>* hidden) const;
+  // One vector (n_embd) for a sequence's hidden states (n_tok, n_embd): the
+  // mean or the first (CLS) token, as config().pooling says (mean when unset).
+  std::vector<float> pool(const float* hidden, int64_t n_tok) const;
+  // BERT's pooler: tanh(dense(CLS hidden)), (n_embd); the model must have one.
+  std::vector<float> pooler(const float* cls_hidden) const;
 
  private:
   Status check_batch(const std::vector<BatchToken>& batch, const KvCache* kv) const;
-  void attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, KvCache& kv, float* out) const;
+  // Norm weights as F32 (tiny; converted once, Gemma's 1 + w applied); b empty for RMSNorm.
+  struct Norm {
+    std::vector<float> w, b;
+  };
+  Norm make_norm(const TensorView& w, const TensorView& b) const;
+  // out (n_tok, n_embd) = norm of each row of x; out may alias x.
+  void norm(const Norm& n, const float* x, float* out, int64_t n_tok) const;
+  // y (n_tok, w.rows) = x @ w^T + b (b optional).
+  void linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y) const;
+  // seq_end: per token, the end of its sequence's positions in this batch (encoders) or -1.
+  void attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, const std::vector<int64_t>& seq_end,
+                 KvCache& kv, float* out) const;
 
   const ModelConfig& cfg_;
   const Weights& w_;
-  std::vector<float> freqs_;  // (n_rot / 2)
-  // Norm weights as F32 (tiny; converted once): per layer attn, ffn; then output.
-  std::vector<std::vector<float>> attn_norm_, ffn_norm_;
-  std::vector<float> output_norm_;
+  // Rotary inverse frequencies (n_rot / 2) within and past the original
+  // context (they differ only for LongRoPE), and what cos/sin are scaled by.
+  std::vector<float> freqs_short_, freqs_long_;
+  float rope_mscale_ = 1.0f;
+  std::vector<Norm> attn_norm_, ffn_norm_;  // per layer
+  Norm embd_norm_, output_norm_;
 };
 
 }  // namespace slm::model

@@ -1,7 +1,8 @@
 // ModelSource: opens a model from any file slm reads (GGUF; a Hugging Face
 // folder or .safetensors with config.json beside it; a llama2.c .bin), and
 // yields its config, its weights (views into memory-mapped files, never
-// copies) and where its tokenizer is. Every tensor is checked for presence,
+// copies, except GPT-2's Conv1D weights from Hugging Face files, which are
+// transposed once) and where its tokenizer is. Every tensor is checked for presence,
 // dtype and shape against the config; a file that means an architecture or
 // feature slm does not implement is refused with a message naming it.
 // Immutable after open: safe to share between threads.
@@ -62,12 +63,16 @@ class ModelSource {
   std::unique_ptr<io::GgufFile> gguf_;
   std::vector<std::unique_ptr<io::SafetensorsFile>> shards_;
   std::unique_ptr<io::Llama2cFile> l2c_;
+  std::vector<std::vector<uint8_t>> owned_;  // transposed copies (see load)
   std::string tokenizer_path_;
   std::vector<TensorEntry> tensor_list_;
   std::vector<std::pair<std::string, std::string>> metadata_;
 
   // Finds a tensor by its GGUF-style name in whichever file holds it.
   Result<TensorView> find(const std::string& gguf_name) const;
+  // find, then bring a Hugging Face layout to slm's (GPT-2's Conv1D weights
+  // are transposed into owned_: the one case where loading copies).
+  Result<TensorView> load(const std::string& gguf_name);
   bool has(const std::string& gguf_name) const;
 };
 
