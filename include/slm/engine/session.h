@@ -50,9 +50,12 @@ class Session {
   static Result<std::unique_ptr<Session>> open(const std::string& model_path, const SessionOptions& opt);
 
   const model::ModelSource& source() const { return *src_; }
+  const model::Model& model() const { return *model_; }
   // Null when the model has no tokenizer (then only token ids work).
   const tokenizer::Tokenizer* tokenizer() const { return tok_.get(); }
   int64_t n_ctx() const { return kv_->n_ctx(); }
+  int32_t n_threads() const { return n_threads_; }  // 0: OpenMP's default
+  DType kv_type() const { return kv_->type(); }
 
   Result<std::vector<int32_t>> tokenize(const std::string& text, bool add_bos) const;
 
