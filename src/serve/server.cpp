@@ -6,6 +6,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -16,7 +17,9 @@
 
 #include "slm/io/gguf.h"
 #include "slm/serve/chat_format.h"
-#include "slm/serve/stop_strings.h"
+#include "slm/serve/chat_page.h"
+#include "slm/serve/metrics.h"
+#include "slm/serve/scheduler.h"
 
 namespace slm::serve {
 namespace {
@@ -36,6 +39,7 @@ const char* error_type(int status) {
     case 401: return "authentication_error";
     case 404: return "not_found_error";
     case 413: return "request_too_large";
+    case 503: return "server_overloaded";
     case 400: return "invalid_request_error";
     default: return status >= 500 ? "server_error" : "invalid_request_error";
   }
@@ -206,6 +210,10 @@ CompletionRequest parse_chat(const json& body) {
   return r;
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
 std::string random_id(const char* prefix) {
   static std::atomic<uint64_t> counter{0};
   static const uint64_t salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
@@ -226,23 +234,20 @@ bool same_key(const std::string& a, const std::string& b) {
 struct Server::Impl {
   ServerOptions opt;
   std::string model_id;
+  Metrics metrics;
+  std::unique_ptr<engine::Session> session;  // its tokenizer is shared by the handler threads
+  std::unique_ptr<Scheduler> scheduler;      // borrows session's model
   httplib::Server http;
-  std::mutex session_mutex;
-  std::unique_ptr<engine::Session> session;  // guarded by session_mutex
   int port = -1;
   std::time_t started = std::time(nullptr);
+  std::atomic<bool> draining{false};
 
   void routes();
   Result<ChatFormat> chat_format = Status::Unsupported("no chat format");
 
-  // Serves a parsed request of either kind, whole or streamed.
+  // Serves a parsed request of either kind, whole or streamed, through the scheduler.
   void complete(CompletionRequest r, httplib::Response& res);
   std::vector<int32_t> tokenize_chat(const std::vector<ChatMessage>& messages);
-
-  // Runs one completion, giving text pieces to emit as they become final (stop
-  // strings held back and cut). Returns the finish reason; fills the token counts.
-  std::string generate(const CompletionRequest& r, const std::vector<int32_t>& prompt,
-                       const std::function<bool(const std::string&)>& emit, int64_t* n_generated);
   std::vector<int32_t> tokenize_prompt(const std::string& text);
 };
 
@@ -285,48 +290,22 @@ std::vector<int32_t> Server::Impl::tokenize_chat(const std::vector<ChatMessage>&
   return ids;
 }
 
-std::string Server::Impl::generate(const CompletionRequest& r, const std::vector<int32_t>& prompt,
-                                   const std::function<bool(const std::string&)>& emit, int64_t* n_generated) {
-  engine::GenerateOptions go;
-  go.n_predict = r.max_tokens;
-  go.sampler = r.sampler;
-  StopStringFilter filter(r.stop);
-  bool hit_stop = false, client_gone = false;
-  engine::GenerateStats stats;
-  Status st = r.max_tokens == 0 ? Status::Ok()
-                                : session->generate(prompt, go, [&](int32_t, const std::string& text) {
-                                    std::string out;
-                                    hit_stop = filter.push(text, &out);
-                                    if (!out.empty() && !emit(out)) {
-                                      client_gone = true;
-                                      return false;
-                                    }
-                                    return !hit_stop;
-                                  }, &stats);
-  *n_generated = stats.n_generated;
-  if (!st.ok()) throw ApiError{500, "generation failed: " + st.message(), "", "generation_failed"};
-  if (!hit_stop && !client_gone) {
-    std::string rest = filter.flush();
-    if (!rest.empty()) emit(rest);
-  }
-  if (hit_stop || stats.stop_reason == "eog") return "stop";
-  return "length";  // max_tokens, or the context is full
-}
-
 void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
+  const auto arrived = std::chrono::steady_clock::now();
   if (r.chat && chat_format.ok())
     r.stop.insert(r.stop.end(), chat_format->stops.begin(), chat_format->stops.end());
   const std::string id = random_id(r.chat ? "chatcmpl-" : "cmpl-");
   const std::time_t created = std::time(nullptr);
   const bool chat = r.chat;
-  const std::string object = chat ? (r.stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
+  const bool stream = r.stream;
+  const std::string object = chat ? (stream ? "chat.completion.chunk" : "chat.completion") : "text_completion";
   // One response or stream chunk; `first` marks the chunk that names the role.
   auto shape = [=, this](const std::string& text, const json& finish, bool first) {
     json choice = {{"index", 0}};
     if (!chat) {
       choice["text"] = text;
       choice["logprobs"] = nullptr;
-    } else if (!r.stream) {
+    } else if (!stream) {
       choice["message"] = {{"role", "assistant"}, {"content", text}};
     } else {
       choice["delta"] = json::object();
@@ -342,44 +321,86 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
   };
 
   // The prompt is checked before any byte is sent, so its errors still get a status code.
-  std::vector<int32_t> prompt;
-  {
-    std::lock_guard<std::mutex> lock(session_mutex);
-    prompt = chat ? tokenize_chat(r.messages) : tokenize_prompt(r.prompt);
-    if (!r.stream) {
-      std::string text;
-      int64_t n_gen = 0;
-      std::string finish = generate(r, prompt, [&](const std::string& piece) { text += piece; return true; }, &n_gen);
-      json out = shape(text, finish, false);
-      out["usage"] = usage(static_cast<int64_t>(prompt.size()), n_gen);
-      res.set_content(dump(out), "application/json");
-      return;
-    }
+  std::vector<int32_t> prompt = chat ? tokenize_chat(r.messages) : tokenize_prompt(r.prompt);
+  const auto n_prompt = static_cast<int64_t>(prompt.size());
+  if (r.max_tokens == 0) {  // nothing to generate: answer without taking a slot
+    json out = shape("", "length", false);
+    out["usage"] = usage(n_prompt, 0);
+    res.set_content(stream ? "data: " + dump(out) + "\n\ndata: [DONE]\n\n" : dump(out),
+                    stream ? "text/event-stream" : "application/json");
+    return;
   }
+  engine::GenerateOptions go;
+  go.n_predict = r.max_tokens;
+  go.sampler = r.sampler;
+  auto submitted = scheduler->submit(std::move(prompt), go, r.stop, arrived);
+  if (!submitted.ok()) {
+    ++metrics.rejected;
+    throw ApiError{503, submitted.status().message(), "", "server_busy"};
+  }
+  std::shared_ptr<Job> job = std::move(*submitted);
 
+  auto error_json = [](const std::string& reason) {
+    const bool gone = reason == "cancelled";
+    return json{{"error", {{"message", gone ? "the request was cancelled: the server is shutting down"
+                                            : "generation failed; the server log says why"},
+                           {"type", "server_error"}, {"param", nullptr},
+                           {"code", gone ? "cancelled" : "generation_failed"}}}};
+  };
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider("text/event-stream", [this, r, prompt, shape, usage, chat](size_t, httplib::DataSink& sink) {
-    auto send = [&](const std::string& data) {
-      std::string ev = "data: " + data + "\n\n";
-      return sink.write(ev.data(), ev.size());
-    };
-    try {
-      std::lock_guard<std::mutex> lock(session_mutex);
-      if (chat) send(dump(shape("", nullptr, true)));
-      int64_t n_gen = 0;
-      std::string finish = generate(r, prompt, [&](const std::string& piece) {
-        return send(dump(shape(piece, nullptr, false)));
-      }, &n_gen);
-      json last = shape("", finish, false);
-      last["usage"] = usage(static_cast<int64_t>(prompt.size()), n_gen);
-      send(dump(last));
-    } catch (const ApiError& e) {
-      send(dump(json{{"error", {{"message", e.message}, {"type", error_type(e.status)}, {"param", nullptr}, {"code", e.code}}}}));
-    } catch (const std::exception& e) {
-      send(dump(json{{"error", {{"message", std::string("internal error: ") + e.what()}, {"type", "server_error"},
-                                {"param", nullptr}, {"code", "internal_error"}}}}));
+  if (stream) {
+    res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
+      auto send = [&](const std::string& data) {
+        std::string ev = "data: " + data + "\n\n";
+        return sink.write(ev.data(), ev.size());
+      };
+      bool ok = !chat || send(dump(shape("", nullptr, true)));
+      bool finished = false;
+      while (ok && !finished) {
+        std::string text;
+        finished = job->wait(&text, std::chrono::milliseconds(1000));
+        if (!text.empty()) ok = send(dump(shape(text, nullptr, false)));
+      }
+      if (!ok) {  // the client went away
+        job->cancel();
+        return false;
+      }
+      metrics.request_seconds.observe(seconds_since(arrived));
+      const std::string& reason = job->finish_reason();
+      if (reason == "stop" || reason == "length") {
+        json last = shape("", reason, false);
+        last["usage"] = usage(n_prompt, job->n_generated());
+        send(dump(last));
+      } else {
+        send(dump(error_json(reason)));
+      }
+      send("[DONE]");
+      sink.done();
+      return true;
+    });
+    return;
+  }
+  // Whole: the JSON comes at the end. While waiting, a space (JSON allows leading
+  // white space) every second finds out whether the client is still there.
+  res.set_chunked_content_provider("application/json", [=, this](size_t, httplib::DataSink& sink) {
+    std::string text;
+    while (!job->wait(&text, std::chrono::milliseconds(1000))) {
+      if (!sink.write(" ", 1)) {
+        job->cancel();
+        return false;
+      }
     }
-    send("[DONE]");
+    metrics.request_seconds.observe(seconds_since(arrived));
+    const std::string& reason = job->finish_reason();
+    json out;
+    if (reason == "stop" || reason == "length") {
+      out = shape(text, reason, false);
+      out["usage"] = usage(n_prompt, job->n_generated());
+    } else {
+      out = error_json(reason);
+    }
+    std::string body = dump(out);
+    sink.write(body.data(), body.size());
     sink.done();
     return true;
   });
@@ -393,9 +414,15 @@ void Server::Impl::routes() {
         fn(req, res);
       } catch (const ApiError& e) {
         set_error(res, e);
+        if (e.status == 503) res.set_header("Retry-After", "1");
       }
     };
   };
+  // Every waiting request holds a thread: enough for all slots and the queue, so
+  // a full queue is answered 503 instead of piling up unanswered connections.
+  const size_t n_http_threads = static_cast<size_t>(opt.n_parallel + opt.max_queue) + 8;
+  http.new_task_queue = [n_http_threads] { return new httplib::ThreadPool(n_http_threads); };
+  http.set_logger([this](const httplib::Request&, const httplib::Response& res) { metrics.count_request(res.status); });
   http.set_payload_max_length(opt.max_body_bytes);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     // `curl -d` labels JSON as a form, and httplib refuses form bodies over 8 KiB
@@ -406,7 +433,9 @@ void Server::Impl::routes() {
       headers.erase("Content-Type");
       headers.emplace("Content-Type", "application/json");
     }
-    if (opt.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+    // Probes, metrics and the page (which asks for the key itself) need no key.
+    if (opt.api_key.empty() || req.path == "/health" || req.path == "/metrics" || req.path == "/")
+      return httplib::Server::HandlerResponse::Unhandled;
     const std::string auth = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
     if (auth.compare(0, prefix.size(), prefix) == 0 && same_key(auth.substr(prefix.size()), opt.api_key))
@@ -437,8 +466,19 @@ void Server::Impl::routes() {
     set_error(res, {500, what, "", "internal_error"});
   });
 
-  http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-    res.set_content(R"({"status":"ok"})", "application/json");
+  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+    if (draining) {
+      res.status = 503;
+      res.set_content(R"({"status":"draining"})", "application/json");
+    } else {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    }
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.render(scheduler->gauges()), "text/plain; version=0.0.4");
+  });
+  http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(chat_page_html(model_id), "text/html; charset=utf-8");
   });
   http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     json m = {{"id", model_id}, {"object", "model"}, {"created", static_cast<int64_t>(started)}, {"owned_by", "slm"}};
@@ -462,6 +502,11 @@ Result<std::unique_ptr<Server>> Server::create(std::unique_ptr<engine::Session> 
     return Status::InvalidArgument("serve: the model has no tokenizer; text requests need one");
   if (opt.port < 0 || opt.port > 65535)
     return Status::InvalidArgument("serve: port " + std::to_string(opt.port) + " is outside [0, 65535]");
+  if (opt.n_parallel < 1 || opt.n_parallel > 256)
+    return Status::InvalidArgument("serve: --parallel is " + std::to_string(opt.n_parallel) + ", expected 1 to 256");
+  if (opt.max_queue < 0 || opt.max_queue > 4096)
+    return Status::InvalidArgument("serve: the queue length is " + std::to_string(opt.max_queue) +
+                                   ", expected 0 to 4096");
   auto impl = std::make_unique<Impl>();
   impl->opt = opt;
   impl->session = std::move(session);
@@ -472,6 +517,15 @@ Result<std::unique_ptr<Server>> Server::create(std::unique_ptr<engine::Session> 
   if (const io::GgufFile* g = impl->session->source().gguf())
     tmpl = g->get_string("tokenizer.chat_template").value_or("");
   impl->chat_format = chat_format_for_template(tmpl);
+  SchedulerOptions so;
+  so.n_parallel = opt.n_parallel;
+  so.max_queue = opt.max_queue;
+  so.n_ctx = impl->session->n_ctx();
+  so.kv_type = impl->session->kv_type();
+  so.n_threads = opt.n_threads;
+  auto sched = Scheduler::create(*impl->session, so, &impl->metrics);
+  if (!sched.ok()) return sched.status().with_context("serve");
+  impl->scheduler = std::move(*sched);
   impl->routes();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
@@ -498,5 +552,12 @@ Status Server::run() {
 }
 
 void Server::stop() { impl_->http.stop(); }
+
+bool Server::shutdown(std::chrono::milliseconds grace) {
+  impl_->draining = true;
+  const bool all_done = impl_->scheduler->drain(grace);
+  impl_->http.stop();
+  return all_done;
+}
 
 }  // namespace slm::serve

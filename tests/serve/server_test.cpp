@@ -10,7 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <thread>
 
 #include "test_util.h"
@@ -49,6 +52,7 @@ class RunningServer {
     thread_.join();
   }
   int port() const { return server_->port(); }
+  Server& server() { return *server_; }
   std::unique_ptr<httplib::Client> client() const {
     auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
     c->set_read_timeout(30, 0);
@@ -417,6 +421,157 @@ TEST(ServeAuth, BearerKeyIsRequired) {
   auto h = c->Get("/health");  // probes need no key
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
+}
+
+// The value of an unlabelled metric in a Prometheus text page, or -1.
+double metric(const std::string& page, const std::string& name) {
+  std::smatch m;
+  if (!std::regex_search(page, m, std::regex("\n" + name + " ([0-9.e+-]+)\n"))) return -1;
+  return std::stod(m[1]);
+}
+
+TEST(ServeBatching, ConcurrentRequestsShareForwardPassesAndEqualAlone) {
+  const std::string model = test::shared_data(kModelRel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.n_parallel = 4;
+  RunningServer srv(model, opt);
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Ben", "The cat sat", "A big dog",
+                                            "Tom was sad", "The sun was"};
+  std::vector<std::string> got(prompts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    threads.emplace_back([&, i] {
+      json req = {{"prompt", prompts[i]}, {"max_tokens", 60}, {"temperature", 0}, {"stream", i % 2 == 1}};
+      auto r = srv.client()->Post("/v1/completions", req.dump(), "application/json");
+      if (!r || r->status != 200) return;
+      std::string finish;
+      got[i] = i % 2 == 1 ? stream_text(r->body, &finish) : json::parse(r->body)["choices"][0]["text"].get<std::string>();
+    });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(got[i], greedy_reference(prompts[i], 60)) << prompts[i];
+  auto m = srv.client()->Get("/metrics");
+  ASSERT_TRUE(m);
+  const double steps = metric(m->body, "slm_batch_steps_total"), rows = metric(m->body, "slm_batch_sequences_total");
+  EXPECT_GT(rows / steps, 1.5) << "mean sequences per forward pass; steps " << steps << ", rows " << rows;
+  EXPECT_EQ(metric(m->body, "slm_generated_tokens_total"), 6 * 60);
+  EXPECT_EQ(metric(m->body, "slm_active_sequences"), 0);
+  EXPECT_EQ(metric(m->body, "slm_kv_cache_used_positions"), 0);
+}
+
+TEST(ServeBatching, FullQueueIs503) {
+  const std::string model = test::shared_data(kModelRel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.n_parallel = 1;
+  opt.max_queue = 1;
+  RunningServer srv(model, opt);
+  std::atomic<int> ok{0}, busy{0}, other{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 12; ++i)
+    threads.emplace_back([&] {
+      auto r = srv.client()->Post("/v1/completions", R"({"prompt":"Once","max_tokens":400,"temperature":0})",
+                                  "application/json");
+      if (r && r->status == 200) {
+        ++ok;
+      } else if (r && r->status == 503) {
+        expect_error(r, 503, "queue full");
+        EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+        ++busy;
+      } else {
+        ++other;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_GE(ok.load(), 1);
+  EXPECT_GE(busy.load(), 1);
+  EXPECT_EQ(other.load(), 0);
+  auto m = srv.client()->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(metric(m->body, "slm_rejected_total"), busy.load());
+}
+
+TEST(ServeBatching, ClientHangupCancelsAndFreesTheSlot) {
+  const std::string model = test::shared_data(kModelRel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.n_parallel = 2;
+  RunningServer srv(model, opt);
+  for (bool stream : {true, false}) {
+    auto c = srv.client();
+    c->set_read_timeout(stream ? 30 : 0, stream ? 0 : 300000);  // whole: give up after 0.3 s
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/completions";
+    // Long enough to outlast the client: greedy to the end of the context, many times over.
+    req.body = json{{"prompt", "Once"}, {"max_tokens", 1 << 20}, {"temperature", 1.0}, {"stream", stream}}.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return false; };
+    c->send(req);
+  }
+  // Both are cancelled (the whole one at its next keep-alive space) and their slots freed.
+  double cancelled = 0, active = -1;
+  for (int i = 0; i < 100 && (cancelled < 2 || active != 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto m = srv.client()->Get("/metrics");
+    ASSERT_TRUE(m);
+    cancelled = metric(m->body, "slm_cancelled_total");
+    active = metric(m->body, "slm_active_sequences");
+  }
+  EXPECT_EQ(cancelled, 2);
+  EXPECT_EQ(active, 0);
+}
+
+TEST(ServeBatching, ShutdownFinishesRequestsInFlight) {
+  const std::string model = test::shared_data(kModelRel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.n_parallel = 2;
+  RunningServer srv(model, opt);
+  std::unique_ptr<httplib::Result> first;
+  std::thread t([&] {
+    first = std::make_unique<httplib::Result>(srv.client()->Post("/v1/completions", R"({"prompt":"Once","max_tokens":200,"temperature":0,"stream":true})",
+                               "application/json"));
+  });
+  for (int i = 0; i < 200; ++i) {  // until the request is running
+    auto m = srv.client()->Get("/metrics");
+    if (m && metric(m->body, "slm_active_sequences") >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::thread stopper([&] { EXPECT_TRUE(srv.server().shutdown(std::chrono::seconds(20))); });
+  t.join();
+  stopper.join();
+  ASSERT_TRUE(first && *first);
+  EXPECT_EQ((*first)->status, 200);
+  std::string finish;
+  stream_text((*first)->body, &finish);
+  EXPECT_TRUE(finish == "length" || finish == "stop") << (*first)->body;
+  // Stopped: nothing answers any more.
+  auto after = srv.client()->Get("/health");
+  EXPECT_FALSE(after && after->status == 200);
+}
+
+TEST_F(ServeTest, MetricsAndChatPage) {
+  auto c = server_->client();
+  ASSERT_TRUE(c->Get("/health"));
+  auto m = c->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->status, 200);
+  EXPECT_NE(m->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  for (const char* name : {"slm_requests_total{code=\"200\"}", "slm_generated_tokens_total", "slm_queue_depth",
+                           "slm_kv_cache_capacity_positions", "slm_time_to_first_token_seconds_bucket{le=\"+Inf\"}",
+                           "slm_inter_token_latency_seconds_count", "# TYPE slm_request_duration_seconds histogram"})
+    EXPECT_NE(m->body.find(name), std::string::npos) << name << " in\n" << m->body;
+  EXPECT_GT(metric(m->body, "slm_kv_cache_capacity_positions"), 0);
+  auto p = c->Get("/");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, 200);
+  EXPECT_NE(p->get_header_value("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(p->body.find("stories260K.gguf"), std::string::npos);
+  EXPECT_NE(p->body.find("/v1/chat/completions"), std::string::npos);
+  // Self-contained: nothing fetched from elsewhere.
+  EXPECT_EQ(p->body.find("http://"), std::string::npos);
+  EXPECT_EQ(p->body.find("https://"), std::string::npos);
 }
 
 }  // namespace

@@ -1,14 +1,15 @@
-// Server: an OpenAI-compatible HTTP API over one engine::Session.
+// Server: an OpenAI-compatible HTTP API over one engine::Session's model.
 //   POST /v1/completions       prompt -> text, whole or streamed as server-sent events
 //   POST /v1/chat/completions  messages -> reply, in the model's chat format (chat_format.h)
-//   GET  /v1/models, GET /health
+//   GET  /v1/models, GET /health, GET /metrics (Prometheus), GET / (a chat page)
 // Every error is OpenAI's JSON shape {"error": {"message", "type", "param", "code"}}
-// with its HTTP status (400, 401, 404, 413, 500).
-// Requests are served one at a time: a mutex guards the one session. Continuous
-// batching (several sequences per forward pass, a scheduler between steps) comes next.
-// Thread safety: bind() then run() on one thread; stop() from any thread.
+// with its HTTP status (400, 401, 404, 413, 503 queue full or shutting down, 500).
+// Requests are batched continuously (scheduler.h): up to n_parallel sequences
+// share every forward pass, max_queue more wait, the rest are refused.
+// Thread safety: bind() then run() on one thread; stop() and shutdown() from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -25,6 +26,8 @@ struct ServerOptions {
   size_t max_body_bytes = size_t{1} << 20;  // larger request bodies get 413
   std::string model_id;                   // the name /v1/models reports; empty: the file name
   int n_threads = 0;                      // threads per forward pass; 0: OpenMP's default
+  int n_parallel = 4;                     // sequences decoded together
+  int max_queue = 32;                     // requests waiting for a slot before 503
 };
 
 class Server {
@@ -41,7 +44,11 @@ class Server {
   int port() const;
   // Serves until stop(); returns an error if the loop could not run.
   Status run();
+  // Stops at once: requests in flight are cut.
   void stop();
+  // Graceful: refuses new requests (503), lets those in flight finish for up to
+  // `grace`, cancels the rest, then stops run(). True if all finished in time.
+  bool shutdown(std::chrono::milliseconds grace);
 
  private:
   struct Impl;
