@@ -391,10 +391,10 @@ int cmd_serve(ServeArgs& a) {
   std::thread([&srv, set] {
     int sig = 0;
     sigwait(&set, &sig);
-    std::fprintf(stderr, "slm: signal %d, stopping\n", sig);
-    srv.stop();
+    std::fprintf(stderr, "slm: signal %d, finishing the requests in flight (up to 30 s)\n", sig);
+    srv.shutdown(std::chrono::seconds(30));
   }).detach();
-  std::fprintf(stderr, "slm: serving %s on http://%s:%d (POST /v1/completions, GET /v1/models, GET /health)\n",
+  std::fprintf(stderr, "slm: serving %s on http://%s:%d (chat page at /, POST /v1/chat/completions, /v1/completions, GET /v1/models, /health, /metrics)\n",
                a.model.c_str(), a.opt.host.c_str(), srv.port());
   st = srv.run();
   if (!st.ok()) return fail(st);
@@ -505,6 +505,8 @@ int main(int argc, char** argv) {
   serve->add_option("-t,--threads", sa.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   serve->add_option("--tokenizer", sa.tokenizer, "Tokenizer file (default: the model's)");
   serve->add_option("--kv-type", sa.kv_type, "KV cache type: f32 or f16");
+  serve->add_option("--parallel", sa.opt.n_parallel, "Requests decoded together in one batch (default 4)")->check(CLI::Range(1, 256));
+  serve->add_option("--queue", sa.opt.max_queue, "Requests waiting for a slot before 503 (default 32)")->check(CLI::Range(0, 4096));
 
   try {
     app.parse(argc, argv);
