@@ -100,7 +100,7 @@ std::vector<std::string> ModelConfig::features() const {
   if (n_token_types > 0) f.push_back("token types");
   if (embd_scale != 1.0f) f.push_back(fmt::format("embeddings scaled by {:g}", embd_scale));
   if (embd_norm) f.push_back("embedding LayerNorm");
-  f.push_back(norm == NormType::kLayerNorm ? "LayerNorm with bias" : norm_weight_offset != 0 ? "RMSNorm (1 + weight)" : "RMSNorm");
+  f.push_back(norm == NormType::kLayerNorm ? "LayerNorm with bias" : norm_plus_one ? "RMSNorm (1 + weight)" : "RMSNorm");
   f.push_back(post_norm ? "post-norm blocks" : "pre-norm blocks");
   const char* act_name = act == Activation::kSilu ? "SiLU" : act == Activation::kGeluTanh ? "GELU (tanh)" : "GELU (erf)";
   f.push_back(ffn_gated ? fmt::format("gated MLP ({}: {})", act == Activation::kSilu ? "SwiGLU" : "GeGLU", act_name)

@@ -46,7 +46,8 @@ Model::Norm Model::make_norm(const TensorView& w, const TensorView& b) const {
   Norm n;
   if (w.data == nullptr) return n;
   n.w = to_f32(w);
-  for (float& e : n.w) e += cfg_.norm_weight_offset;
+  if (cfg_.norm_plus_one && !cfg_.norm_plus_one_stored)
+    for (float& e : n.w) e += 1.0f;
   if (b.data != nullptr) n.b = to_f32(b);
   return n;
 }

@@ -174,6 +174,7 @@ Status set_arch_defaults(const std::string& arch, ModelConfig* c) {
   } else if (arch == "phi3") {
   } else if (arch == "gemma") {
     c->act = Activation::kGeluTanh;
+    c->norm_plus_one = true;
   } else if (arch == "gpt2") {
     c->norm = NormType::kLayerNorm;
     c->act = Activation::kGeluTanh;
@@ -293,7 +294,10 @@ Status ModelSource::open_gguf() {
       out->assign(f, f + t.numel());
     }
   }
-  if (c.arch == "gemma") c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));  // GGUF norms already hold 1 + w
+  if (c.arch == "gemma") {
+    c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
+    c.norm_plus_one_stored = true;
+  }
   if (c.is_encoder()) {
     const int64_t pooling = g.get_int(a + "pooling_type").value_or(1);  // llama.cpp: 1 mean, 2 cls
     if (pooling != 1 && pooling != 2)
@@ -425,7 +429,6 @@ Status ModelSource::open_safetensors() {
   } else if (c.arch == "gemma") {
     // Gemma's legacy hidden_act "gelu" means the tanh GELU; hidden_activation overrides it.
     c.act = get_act("hidden_activation", "gelu_pytorch_tanh");
-    c.norm_weight_offset = 1.0f;
     c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
   } else if (c.arch == "llama") {
     c.attn_qkv_bias = c.attn_out_bias = get_bool("attention_bias", false);
@@ -577,9 +580,30 @@ Result<TensorView> ModelSource::find(const std::string& name) const {
   return Status::NotFound(fmt::format("no tensor '{}' (looked for '{}')", name, fmt::join(hs, "', '")));
 }
 
+std::vector<std::string> ModelSource::stored_tensor_names() const {
+  std::vector<std::string> names;
+  if (gguf_) {
+    for (const auto& t : gguf_->tensors()) names.push_back(t.name);
+  } else if (l2c_) {
+    for (const auto& t : l2c_->tensors()) names.push_back(t.name);
+  } else {
+    const HfNames& t = hf_names(config_.arch);
+    for (const auto& [g, h] : t.global)
+      if (has(g)) names.push_back(g);
+    for (int64_t l = 0; l < config_.n_layer; ++l)
+      for (const auto& [g, h] : t.in_layer)
+        if (const std::string n = fmt::format("blk.{}.{}", l, g); has(n)) names.push_back(n);
+  }
+  return names;
+}
+
+bool ModelSource::stored_transposed(const std::string& name) const {
+  return format_ == FileFormat::kSafetensors && hf_transposed(config_.arch, name);
+}
+
 Result<TensorView> ModelSource::load(const std::string& name) {
   SLM_ASSIGN_OR_RETURN(TensorView t, find(name));
-  if (format_ != FileFormat::kSafetensors || !hf_transposed(config_.arch, name)) return t;
+  if (!stored_transposed(name)) return t;
   // The one copy at load: GPT-2's Conv1D weights, transposed to (out, in). slm convert writes them transposed.
   if (t.shape.size() != 2 || (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16))
     return Status::Unsupported(fmt::format("tensor '{}' ({}, {}) cannot be transposed; expected a 2-D F32, F16 or BF16 "

@@ -15,6 +15,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "slm/model/convert.h"
 #include "slm/model/llama.h"
 #include "slm/model/model_source.h"
 #include "test_util.h"
@@ -29,14 +34,19 @@ json load_json(const std::string& path) {
   return json::parse(f);
 }
 
-// Largest |ours - reference| over every position of every sequence: logits
-// for a decoder; last hidden states (and the pooler, where there is one) for an encoder.
-double max_diff_vs_reference(const std::string& dir, const ModelConfig& c, const Weights& w) {
+// Our outputs for the reference's sequences, flattened, and the reference's
+// beside them: logits for a decoder; last hidden states (and the pooler,
+// where there is one) for an encoder.
+struct Outputs {
+  std::vector<double> ours, ref;
+};
+
+Outputs run_reference_inputs(const std::string& dir, const ModelConfig& c, const Weights& w) {
   Model m(c, w);
   const bool encoder = file_exists(dir + "/reference_hidden.json");
   const json ref = load_json(dir + (encoder ? "/reference_hidden.json" : "/reference_logits.json"));
   const int64_t width = encoder ? c.n_embd : c.n_vocab;
-  double max_diff = 0;
+  Outputs o;
   for (size_t s = 0; s < ref["sequences"].size(); ++s) {
     auto ids = ref["sequences"][s].get<std::vector<int32_t>>();
     std::vector<int32_t> types(ids.size(), 0);
@@ -47,18 +57,34 @@ double max_diff_vs_reference(const std::string& dir, const ModelConfig& c, const
     std::vector<float> out;
     Status st = encoder ? m.encode(batch, kv, &out) : m.forward(batch, kv, &out);
     EXPECT_TRUE(st.ok()) << st.to_string();
-    if (!st.ok()) return INFINITY;
+    if (!st.ok()) return {};
     const json& want = ref[encoder ? "hidden" : "logits"][s];
     for (size_t p = 0; p < ids.size(); ++p)
-      for (int64_t v = 0; v < width; ++v)
-        max_diff = std::max(max_diff, std::fabs(out[p * width + v] - want[p][v].get<double>()));
+      for (int64_t v = 0; v < width; ++v) {
+        o.ours.push_back(out[p * width + v]);
+        o.ref.push_back(want[p][v].get<double>());
+      }
     if (encoder && ref.contains("pooler") && c.has_pooler) {
       const std::vector<float> pooled = m.pooler(out.data());
-      for (int64_t v = 0; v < width; ++v)
-        max_diff = std::max(max_diff, std::fabs(pooled[v] - ref["pooler"][s][v].get<double>()));
+      for (int64_t v = 0; v < width; ++v) {
+        o.ours.push_back(pooled[v]);
+        o.ref.push_back(ref["pooler"][s][v].get<double>());
+      }
     }
   }
-  return max_diff;
+  return o;
+}
+
+double max_abs_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size() || a.empty()) return INFINITY;
+  double d = 0;
+  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+  return d;
+}
+
+double max_diff_vs_reference(const std::string& dir, const ModelConfig& c, const Weights& w) {
+  const Outputs o = run_reference_inputs(dir, c, w);
+  return max_abs_diff(o.ours, o.ref);
 }
 
 class HfTiny : public ::testing::TestWithParam<const char*> {};
@@ -77,6 +103,37 @@ INSTANTIATE_TEST_SUITE_P(AllArchitectures, HfTiny,
                          ::testing::Values("qwen2", "mistral", "smollm2", "phi3", "gemma", "distilgpt2", "bert",
                                            "distilbert"));
 
+// slm convert's GGUF of each model: GGUF names and metadata, the same outputs.
+TEST_P(HfTiny, ConvertedToGgufGivesTheSameOutputs) {
+  const std::string dir = test::shared_data(std::string("models/hf-tiny/") + GetParam());
+  SLM_REQUIRE_DATA(dir);
+  auto src = ModelSource::open(dir);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           fmt::format("slm_convert_{}_{}.gguf", ::getpid(), GetParam())).string();
+  auto rep = convert_to_gguf(**src, out);
+  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  auto gg = ModelSource::open(out);
+  std::filesystem::remove(out);  // the mapping keeps the bytes
+  ASSERT_TRUE(gg.ok()) << gg.status().to_string();
+  EXPECT_EQ((*gg)->format(), FileFormat::kGguf);
+  const ModelConfig& a = (*src)->config();
+  const ModelConfig& b = (*gg)->config();
+  EXPECT_EQ(b.arch, a.arch == "distilbert" ? "bert" : a.arch);
+  EXPECT_EQ(a.features(), b.features());
+  const std::string arch_key = b.arch + ".embedding_length";
+  bool named = false;
+  for (const auto& [k, v] : (*gg)->metadata()) named |= k == arch_key;
+  EXPECT_TRUE(named) << arch_key;
+  const Outputs x = run_reference_inputs(dir, a, (*src)->weights());
+  const Outputs y = run_reference_inputs(dir, b, (*gg)->weights());
+  const double d = max_abs_diff(x.ours, y.ours);
+  std::printf("[ gguf ] %s: max |gguf - safetensors| = %.3g, vs reference %.3g\n", GetParam(), d,
+              max_abs_diff(y.ours, y.ref));
+  EXPECT_LT(d, 1e-5) << GetParam();
+  EXPECT_LT(max_abs_diff(y.ours, y.ref), 1e-4) << GetParam();
+}
+
 // Each case switches one feature off and expects the reference to be missed.
 struct Drop {
   const char* model;
@@ -90,7 +147,7 @@ TEST(HfTinyFeatureDropped, EachFeatureChangesTheOutputs) {
       {"mistral", "sliding window", [](ModelConfig* c, Weights*) { c->sliding_window = 0; }},
       {"phi3", "sliding window", [](ModelConfig* c, Weights*) { c->sliding_window = 0; }},
       {"phi3", "partial rotary", [](ModelConfig* c, Weights*) { c->n_rot = c->head_dim; }},
-      {"gemma", "(1 + w) norms", [](ModelConfig* c, Weights*) { c->norm_weight_offset = 0; }},
+      {"gemma", "(1 + w) norms", [](ModelConfig* c, Weights*) { c->norm_plus_one = false; }},
       {"gemma", "embedding scale", [](ModelConfig* c, Weights*) { c->embd_scale = 1; }},
       {"distilgpt2", "learned positions", [](ModelConfig*, Weights* w) { w->position_embd = {}; }},
       {"distilgpt2", "biases", [](ModelConfig*, Weights* w) { for (auto& L : w->layers) L.ffn_up_b = L.bo = {}; }},

@@ -31,7 +31,8 @@ struct ModelConfig {
   int64_t n_ctx_train = 2048;
   float norm_eps = 1e-5f;
   NormType norm = NormType::kRms;
-  float norm_weight_offset = 0.0f;   // Gemma's HF norms scale by (1 + w); GGUF stores 1 + w
+  bool norm_plus_one = false;        // Gemma: norms scale by (1 + w)
+  bool norm_plus_one_stored = false; // the file holds 1 + w already (GGUF, as llama.cpp converts Gemma)
   Activation act = Activation::kSilu;
   bool ffn_gated = true;             // act(gate) * up (SwiGLU, GeGLU); false: act(up) (GPT-2, BERT)
   float embd_scale = 1.0f;           // Gemma: sqrt(n_embd)

@@ -46,6 +46,13 @@ class ModelSource {
   // Every tensor in the files, in order, for `slm info` (type name, shape).
   struct TensorEntry { std::string name, type; std::vector<int64_t> shape; };
   const std::vector<TensorEntry>& tensor_list() const { return tensor_list_; }
+  // The tensors the file holds that slm maps, by their GGUF-style names, and
+  // each as stored: Hugging Face layout for safetensors (fused projections
+  // whole; GPT-2's Conv1D weights (in, out), stored_transposed says which).
+  // For converters (model/convert.h).
+  std::vector<std::string> stored_tensor_names() const;
+  Result<TensorView> stored_tensor(const std::string& gguf_name) const { return find(gguf_name); }
+  bool stored_transposed(const std::string& gguf_name) const;
   // Metadata as printable key/value pairs, for `slm info`.
   const std::vector<std::pair<std::string, std::string>>& metadata() const { return metadata_; }
 

@@ -1,0 +1,133 @@
+#include "slm/model/convert.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "slm/io/gguf.h"
+#include "slm/kernels/quant.h"
+
+namespace slm::model {
+
+namespace {
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::strlen(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+// GGUF metadata as llama.cpp's convert_hf_to_gguf.py names it.
+void write_metadata(const ModelSource& src, const std::string& arch, io::GgufWriter* w) {
+  const ModelConfig& c = src.config();
+  const std::string a = arch + ".";
+  w->set_string("general.architecture", arch);
+  w->set_string("general.name", std::filesystem::path(src.path()).filename().string());
+  w->set_u32(a + "context_length", static_cast<uint32_t>(c.n_ctx_train));
+  w->set_u32(a + "embedding_length", static_cast<uint32_t>(c.n_embd));
+  w->set_u32(a + "block_count", static_cast<uint32_t>(c.n_layer));
+  w->set_u32(a + "feed_forward_length", static_cast<uint32_t>(c.n_ff));
+  w->set_u32(a + "attention.head_count", static_cast<uint32_t>(c.n_head));
+  w->set_u32(a + "attention.head_count_kv", static_cast<uint32_t>(c.n_head_kv));
+  if (c.head_dim * c.n_head != c.n_embd) {
+    w->set_u32(a + "attention.key_length", static_cast<uint32_t>(c.head_dim));
+    w->set_u32(a + "attention.value_length", static_cast<uint32_t>(c.head_dim));
+  }
+  w->set_f32(a + (c.norm == NormType::kLayerNorm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"),
+             c.norm_eps);
+  if (c.n_rot > 0) {
+    w->set_u32(a + "rope.dimension_count", static_cast<uint32_t>(c.n_rot));
+    w->set_f32(a + "rope.freq_base", c.rope_theta);
+  }
+  if (c.rope_scaling == RopeScaling::kLinear) {
+    w->set_string(a + "rope.scaling.type", "linear");
+    w->set_f32(a + "rope.scaling.factor", c.rope_factor);
+  } else if (c.rope_scaling == RopeScaling::kLongRope) {
+    w->set_u32(a + "rope.scaling.original_context_length", static_cast<uint32_t>(c.rope_orig_ctx));
+    w->set_f32(a + "rope.scaling.attn_factor", c.rope_attn_factor());
+  }
+  if (c.sliding_window > 0) w->set_u32(a + "attention.sliding_window", static_cast<uint32_t>(c.sliding_window));
+  if (c.is_encoder()) {
+    w->set_bool(a + "attention.causal", false);
+    w->set_u32(a + "pooling_type", c.pooling == Pooling::kCls ? 2 : 1);  // llama.cpp's LLAMA_POOLING_TYPE_*
+  }
+  if (c.bos_id >= 0) w->set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(c.bos_id));
+  if (c.eos_id >= 0) w->set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_id));
+}
+
+std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
+  std::vector<uint8_t> b(v.size() * sizeof(float));
+  std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+}  // namespace
+
+Result<ConvertReport> convert_to_gguf(const ModelSource& src, const std::string& out_path) {
+  if (out_path.empty()) return Status::InvalidArgument("[convert] no output path (--out)");
+  const ModelConfig& c = src.config();
+  const bool hf = src.format() == FileFormat::kSafetensors;
+  // llama.cpp has no DistilBERT: it is a BERT without token types.
+  const std::string arch = c.arch == "distilbert" ? "bert" : c.arch;
+  io::GgufWriter w;
+  write_metadata(src, arch, &w);
+  ConvertReport rep;
+  auto add = [&](const std::string& name, DType t, const std::vector<int64_t>& shape, std::vector<uint8_t> bytes) {
+    rep.n_tensors++;
+    rep.bytes += static_cast<int64_t>(bytes.size());
+    w.add_tensor(name, io::ggml_from_dtype(t), shape, std::move(bytes));
+  };
+  // Hugging Face's rotate-half q/k rows, reordered so that GGUF's interleaved pairs (2i, 2i+1) hold them.
+  const bool permute_qk = hf && (c.arch == "llama" || c.arch == "mistral");
+  for (const std::string& name : src.stored_tensor_names()) {
+    if (c.tied_output && name == "output.weight") continue;  // a tied lm_head is the embedding
+    SLM_ASSIGN_OR_RETURN(TensorView t, src.stored_tensor(name));
+    const auto* data = static_cast<const uint8_t*>(t.data);
+    if (t.shape.size() == 1 && (ends_with(name, "norm.weight") || ends_with(name, "norm.bias"))) {
+      std::vector<float> v(static_cast<size_t>(t.numel()));
+      kernels::dequantize_row_ref(t.dtype, t.data, v.data(), t.numel());
+      if (c.norm_plus_one && !c.norm_plus_one_stored && ends_with(name, "norm.weight"))
+        for (float& e : v) e += 1.0f;  // Gemma's GGUF stores 1 + w
+      add(name, DType::kF32, t.shape, f32_bytes(v));
+      continue;
+    }
+    std::vector<uint8_t> bytes(data, data + t.nbytes);
+    std::vector<int64_t> shape = t.shape;
+    if (src.stored_transposed(name)) {
+      const int64_t rows = t.shape[0], cols = t.shape[1];
+      const size_t es = row_bytes(t.dtype, 1);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t col = 0; col < cols; ++col)
+          std::memcpy(&bytes[static_cast<size_t>(col * rows + r) * es], data + static_cast<size_t>(r * cols + col) * es, es);
+      shape = {cols, rows};
+    } else if (permute_qk && (ends_with(name, "attn_q.weight") || ends_with(name, "attn_k.weight") ||
+                              ends_with(name, "attn_q.bias") || ends_with(name, "attn_k.bias"))) {
+      const int64_t hd = c.head_dim, half = c.n_rot / 2;
+      const size_t rb = t.shape.size() == 1 ? row_bytes(t.dtype, 1) : row_bytes(t.dtype, t.cols());
+      const int64_t n_rows = t.shape[0];
+      for (int64_t r = 0; r < n_rows; ++r) {
+        const int64_t h = r / hd, i = r % hd;
+        // GGUF row h*hd + 2j (+1) is Hugging Face row h*hd + j (+ half); dims past n_rot stay.
+        const int64_t from = i < 2 * half ? h * hd + (i % 2 == 0 ? i / 2 : i / 2 + half) : r;
+        std::memcpy(&bytes[static_cast<size_t>(r) * rb], data + static_cast<size_t>(from) * rb, rb);
+      }
+    }
+    add(name, t.dtype, shape, std::move(bytes));
+  }
+  if (c.rope_scaling == RopeScaling::kLlama3 && hf) {
+    // llama.cpp keeps Llama 3's scaling as per-pair frequency divisors.
+    ModelConfig plain = c;
+    plain.rope_scaling = RopeScaling::kNone;
+    const std::vector<float> base = plain.rope_freqs(), scaled = c.rope_freqs();
+    std::vector<float> div(base.size());
+    for (size_t i = 0; i < div.size(); ++i) div[i] = base[i] / scaled[i];
+    add("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(div.size())}, f32_bytes(div));
+  }
+  if (c.rope_scaling == RopeScaling::kLongRope && hf) {
+    add("rope_factors_long.weight", DType::kF32, {static_cast<int64_t>(c.rope_long_factor.size())}, f32_bytes(c.rope_long_factor));
+    add("rope_factors_short.weight", DType::kF32, {static_cast<int64_t>(c.rope_short_factor.size())},
+        f32_bytes(c.rope_short_factor));
+  }
+  SLM_RETURN_IF_ERROR(w.write(out_path).with_context("[convert] " + out_path));
+  return rep;
+}
+
+}  // namespace slm::model
