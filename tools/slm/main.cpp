@@ -16,8 +16,10 @@
 #include "slm/compress/quantize.h"
 #include "slm/core/progress.h"
 #include "slm/engine/bench.h"
+#include "slm/engine/embed.h"
 #include "slm/engine/session.h"
 #include "slm/tokenizer/bpe_trainer.h"
+#include "slm/model/convert.h"
 #include "slm/model/synthetic.h"
 #include "slm/serve/server.h"
 
@@ -31,7 +33,7 @@ int fail(const Status& st) {
 }
 
 // "1 2 3" -> ids; anything that is not a whitespace-separated list of integers is an error.
-slm::Result<std::vector<int32_t>> parse_ids(const std::string& s) {
+slm::Result<std::vector<int32_t>> parse_ids(const std::string& s, const char* what = "--prompt-ids") {
   std::vector<int32_t> ids;
   std::istringstream in(s);
   std::string word;
@@ -44,10 +46,10 @@ slm::Result<std::vector<int32_t>> parse_ids(const std::string& s) {
       used = 0;
     }
     if (used != word.size() || v < 0 || v > INT32_MAX)
-      return Status::InvalidArgument(fmt::format("--prompt-ids: '{}' is not a token id (a non-negative integer)", word));
+      return Status::InvalidArgument(fmt::format("{}: '{}' is not a token id (a non-negative integer)", what, word));
     ids.push_back(static_cast<int32_t>(v));
   }
-  if (ids.empty()) return Status::InvalidArgument("--prompt-ids is empty: give ids separated by spaces, e.g. \"1 403\"");
+  if (ids.empty()) return Status::InvalidArgument(fmt::format("{} is empty: give ids separated by spaces, e.g. \"1 403\"", what));
   return ids;
 }
 
@@ -178,6 +180,40 @@ int cmd_info(const std::string& path) {
     std::string shape;
     for (size_t i = 0; i < t.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(t.shape[i]);
     std::printf("  %-40s %-5s [%s]\n", t.name.c_str(), t.type.c_str(), shape.c_str());
+  }
+  return 0;
+}
+
+int cmd_convert(const std::string& model, const std::string& out) {
+  auto src = slm::model::ModelSource::open(model);
+  if (!src.ok()) return fail(src.status());
+  auto r = slm::model::convert_to_gguf(**src, out);
+  if (!r.ok()) return fail(r.status());
+  std::fprintf(stderr, "slm: wrote %s: %s, %lld tensors, %.2f MiB\n", out.c_str(), (*src)->config().arch.c_str(),
+               static_cast<long long>(r->n_tensors), static_cast<double>(r->bytes) / (1 << 20));
+  if (!(*src)->tokenizer_path().empty())
+    std::fprintf(stderr, "slm: the tokenizer is not embedded; run the GGUF with --tokenizer %s\n",
+                 (*src)->tokenizer_path().c_str());
+  return 0;
+}
+
+// Encoders: one JSON array per line of stdin (text, or token ids with --ids).
+int cmd_embed(const std::string& model, const std::string& tokenizer, bool ids_mode) {
+  auto e = slm::engine::Embedder::open(model, tokenizer);
+  if (!e.ok()) return fail(e.status());
+  std::string line;
+  for (int64_t n = 1; std::getline(std::cin, line); ++n) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto embed_line = [&]() -> slm::Result<std::vector<float>> {
+      if (!ids_mode) return (*e)->embed(line);
+      SLM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, parse_ids(line, "--ids"));
+      return (*e)->embed_ids(ids);
+    };
+    auto v = embed_line();
+    if (!v.ok()) return fail(v.status().with_context(fmt::format("stdin line {}", n)));
+    std::string out = "[";
+    for (size_t i = 0; i < v->size(); ++i) out += fmt::format("{}{:.7g}", i ? ", " : "", (*v)[i]);
+    std::printf("%s]\n", out.c_str());
   }
   return 0;
 }
@@ -438,6 +474,18 @@ int main(int argc, char** argv) {
   CLI::App* info = app.add_subcommand("info", "Show a model's architecture, tokenizer and tensors");
   info->add_option("model", info_model, "Model file or folder")->required();
 
+  std::string conv_model, conv_out;
+  CLI::App* conv = app.add_subcommand("convert", "Write a model (Hugging Face folder, llama2.c, GGUF) as GGUF");
+  conv->add_option("model", conv_model, "Model file or folder")->required();
+  conv->add_option("--out", conv_out, "Output .gguf (written atomically)")->required();
+
+  std::string emb_model, emb_tokenizer;
+  bool emb_ids = false;
+  CLI::App* embed = app.add_subcommand("embed", "Encoder models: a JSON vector for each line of stdin");
+  embed->add_option("model", emb_model, "Encoder model file or folder (BERT, DistilBERT)")->required();
+  embed->add_option("--tokenizer", emb_tokenizer, "Tokenizer file (default: the model's)");
+  embed->add_flag("--ids", emb_ids, "Lines are token ids, e.g. \"101 7592 102\"");
+
   GenArgs ga;
   CLI::App* gen = app.add_subcommand("gen-model", "Write a GGUF Llama model with random weights (for benchmarks)");
   gen->add_option("--preset", ga.preset, "15m, 110m or tinyllama-1.1b");
@@ -523,6 +571,8 @@ int main(int argc, char** argv) {
   if (*run) return cmd_run(ra);
   if (*tokenize) return cmd_tokenize(tok_model, no_bos);
   if (*info) return cmd_info(info_model);
+  if (*conv) return cmd_convert(conv_model, conv_out);
+  if (*embed) return cmd_embed(emb_model, emb_tokenizer, emb_ids);
   if (*gen) return cmd_gen_model(ga, *gen);
   if (*bench) return cmd_bench(bench_model, bo, bench_kv, bench_json);
   if (*eval) return cmd_eval(ea);
