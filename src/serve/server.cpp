@@ -91,6 +91,7 @@ struct CompletionRequest {
   sample::SamplerConfig sampler;
   std::vector<std::string> stop;
   bool stream = false;
+  bool ignore_eos = false;  // generate max_tokens even past end-of-generation tokens
 };
 
 std::optional<double> get_number(const json& body, const char* key, double lo, double hi) {
@@ -166,6 +167,10 @@ void parse_sampling(const json& body, CompletionRequest& r) {
     } else {
       add(*s);
     }
+  }
+  if (auto s = body.find("ignore_eos"); s != body.end() && !s->is_null()) {  // an extension, as in llama.cpp
+    if (!s->is_boolean()) throw ApiError{400, "'ignore_eos' must be a boolean", "ignore_eos", "invalid_type"};
+    r.ignore_eos = s->get<bool>();
   }
   get_integer(body, "n", 1, 1);  // only n = 1 is served for now
   Status st = r.sampler.validate();
@@ -333,6 +338,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
   engine::GenerateOptions go;
   go.n_predict = r.max_tokens;
   go.sampler = r.sampler;
+  go.stop_at_eog = !r.ignore_eos;
   auto submitted = scheduler->submit(std::move(prompt), go, r.stop, arrived);
   if (!submitted.ok()) {
     ++metrics.rejected;

@@ -263,6 +263,16 @@ TEST_F(ServeTest, ChatCompletionWholeAndStreamed) {
   expect_error(post("/v1/chat/completions", R"({"messages":"hi"})"), 400, "messages a string");
 }
 
+// ignore_eos (an extension for benchmarks) generates max_tokens even past end-of-generation
+// (stories260K rarely ends a story, so this checks the parameter is read, not the skip).
+TEST_F(ServeTest, IgnoreEosGeneratesMaxTokens) {
+  auto r = post("/v1/completions", R"({"prompt":"Once","max_tokens":300,"temperature":0,"ignore_eos":true})");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(json::parse(r->body)["usage"]["completion_tokens"], 300);
+  EXPECT_EQ(json::parse(r->body)["choices"][0]["finish_reason"], "length");
+}
+
 TEST_F(ServeTest, ModelsAndHealth) {
   auto c = server_->client();
   auto h = c->Get("/health");
@@ -293,6 +303,7 @@ TEST_F(ServeTest, ErrorsHaveStatusAndShape) {
   expect_error(post("/v1/completions", R"({"prompt":"a","top_p":1.5})"), 400, "top_p > 1");
   expect_error(post("/v1/completions", R"({"prompt":"a","stop":5})"), 400, "stop a number");
   expect_error(post("/v1/completions", R"({"prompt":"a","stream":"yes"})"), 400, "stream a string");
+  expect_error(post("/v1/completions", R"({"prompt":"a","ignore_eos":1})"), 400, "ignore_eos a number");
   expect_error(post("/v1/completions", "{\"prompt\":\"\xff\xfe\"}"), 400, "invalid UTF-8");
   expect_error(post("/v1/completions", "{\"prompt\":\"\xc0\xaf\"}"), 400, "overlong UTF-8");
   expect_error(post("/v1/completions", R"({"prompt":"\ud800"})"), 400, "lone surrogate escape");

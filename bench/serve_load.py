@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Load benchmark for `slm serve`: 1, 4 and 8 concurrent streaming clients.
+
+Starts the server (or uses --url), then for each concurrency N runs N client
+threads, each sending --requests streamed completions one after another
+(max_tokens tokens each, ignore_eos so every request generates all of them).
+Prints a markdown table: aggregate generated tokens/s over the wall time of
+the round, its ratio to one stream, and p50/p99 time to first token (TTFT) and
+inter-token latency (ITL, between consecutive streamed chunks; one token each).
+
+Standard library only. Example (the README's table):
+  build/slm gen-model --preset 110m --vocab 512 --type Q4_0 --out /tmp/m.gguf
+  bench/serve_load.py --model /tmp/m.gguf --tokenizer ../shared/data/models/stories260K/tok512.bin
+"""
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(xs, p):
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    k = max(0, min(len(xs) - 1, int(round(p / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[k]
+
+
+def one_request(host, port, body):
+    """Streams one completion; returns (ttft, [itl...], completion_tokens)."""
+    conn = http.client.HTTPConnection(host, port, timeout=600)
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:200]!r}")
+    ttft, last, itl, n_tok = None, None, [], 0
+    for raw in resp:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line.startswith("data: ") or line == "data: [DONE]":
+            continue
+        chunk = json.loads(line[6:])
+        if "error" in chunk:
+            raise RuntimeError(chunk["error"]["message"])
+        now = time.perf_counter()
+        if chunk.get("usage"):
+            n_tok = chunk["usage"]["completion_tokens"]
+        if chunk["choices"][0].get("text"):
+            if ttft is None:
+                ttft = now - t0
+            else:
+                itl.append(now - last)
+            last = now
+    conn.close()
+    return ttft, itl, n_tok
+
+
+def run_round(host, port, n_streams, n_requests, max_tokens):
+    ttfts, itls, tokens, errors = [], [], [0], []
+    lock = threading.Lock()
+    start = threading.Barrier(n_streams)
+
+    def client(i):
+        start.wait()
+        for r in range(n_requests):
+            body = {"prompt": f"Once upon a time, story {i}.{r}:", "max_tokens": max_tokens,
+                    "temperature": 0.8, "seed": 1000 * i + r, "stream": True, "ignore_eos": True}
+            try:
+                ttft, itl, n = one_request(host, port, body)
+            except Exception as e:  # noqa: BLE001 - reported below
+                with lock:
+                    errors.append(str(e))
+                return
+            with lock:
+                if ttft is not None:
+                    ttfts.append(ttft)
+                itls.extend(itl)
+                tokens[0] += n
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n_streams)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
+    return {"streams": n_streams, "tokens": tokens[0], "seconds": wall, "tps": tokens[0] / wall,
+            "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99),
+            "itl_p50": percentile(itls, 50), "itl_p99": percentile(itls, 99)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="model to serve (not needed with --url)")
+    ap.add_argument("--tokenizer", help="tokenizer file for a model without one")
+    ap.add_argument("--slm", default="build/slm", help="slm binary (default build/slm)")
+    ap.add_argument("--url", help="use a running server, e.g. http://127.0.0.1:8080")
+    ap.add_argument("--streams", default="1,4,8", help="concurrencies to run (default 1,4,8)")
+    ap.add_argument("--requests", type=int, default=3, help="requests per stream (default 3)")
+    ap.add_argument("--max-tokens", type=int, default=64, help="tokens per request (default 64)")
+    ap.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    a = ap.parse_args()
+    streams = [int(s) for s in a.streams.split(",")]
+
+    server = None
+    if a.url:
+        host, port = a.url.split("//")[-1].rstrip("/").split(":")
+        port = int(port)
+    else:
+        if not a.model:
+            ap.error("give --model (or --url)")
+        host, port = "127.0.0.1", free_port()
+        cmd = [a.slm, "serve", a.model, "--port", str(port), "--parallel", str(max(streams)), "-t", str(a.threads),
+               "--ctx", str(max(256, a.max_tokens + 64)), "--kv-type", "f16"]
+        if a.tokenizer:
+            cmd += ["--tokenizer", a.tokenizer]
+        server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://{host}:{port}/health", timeout=1)
+                break
+            except OSError:
+                if server and server.poll() is not None:
+                    sys.exit(f"serve_load: the server exited with {server.returncode}")
+                time.sleep(0.1)
+        one_request(host, port, {"prompt": "warm up", "max_tokens": 8, "stream": True})
+        rows = [run_round(host, port, n, a.requests, a.max_tokens) for n in streams]
+    finally:
+        if server:
+            server.terminate()
+            server.wait(timeout=60)
+    base = rows[0]["tps"] / rows[0]["streams"]
+    if a.json:
+        for r in rows:
+            print(json.dumps(r))
+        return
+    print("| streams | aggregate tok/s | vs 1 stream | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['streams']} | {r['tps']:.1f} | {r['tps'] / base:.2f}x | {1e3 * r['ttft_p50']:.0f} | "
+              f"{1e3 * r['ttft_p99']:.0f} | {1e3 * r['itl_p50']:.1f} | {1e3 * r['itl_p99']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
