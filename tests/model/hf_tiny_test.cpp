@@ -171,3 +171,135 @@ TEST(HfTinyFeatureDropped, EachFeatureChangesTheOutputs) {
 
 }  // namespace
 }  // namespace slm::model
+
+namespace slm::model {
+namespace {
+
+// The phi3 fixture's weights beside an edited config.json.
+class EditedConfig {
+ public:
+  EditedConfig(const std::string& model, const std::function<void(json*)>& edit) {
+    src_ = test::shared_data("models/hf-tiny/" + model);
+    dir_ = std::filesystem::temp_directory_path() / fmt::format("slm_hf_edit_{}_{}", ::getpid(), n_++);
+    std::filesystem::create_directories(dir_);
+    std::filesystem::create_symlink(src_ + "/model.safetensors", dir_ / "model.safetensors");
+    json c = load_json(src_ + "/config.json");
+    edit(&c);
+    std::ofstream(dir_ / "config.json") << c.dump();
+  }
+  ~EditedConfig() { std::filesystem::remove_all(dir_); }
+  std::string dir() const { return dir_.string(); }
+  const std::string& reference_dir() const { return src_; }
+
+ private:
+  static inline int n_ = 0;
+  std::string src_;
+  std::filesystem::path dir_;
+};
+
+json longrope(double short_f, double long_f, int half) {
+  return {{"type", "longrope"}, {"short_factor", std::vector<double>(half, short_f)},
+          {"long_factor", std::vector<double>(half, long_f)}};
+}
+
+TEST(LongRope, FrequenciesAndAttentionFactorFollowTheFormula) {
+  ModelConfig c;
+  c.n_rot = 8;
+  c.head_dim = 8;
+  c.rope_theta = 10000;
+  c.rope_scaling = RopeScaling::kLongRope;
+  c.rope_short_factor = {1, 2, 3, 4};
+  c.rope_long_factor = {5, 6, 7, 8};
+  c.rope_orig_ctx = 4096;
+  c.n_ctx_train = 131072;
+  for (int64_t n_ctx : {int64_t{16}, int64_t{8192}}) {
+    const std::vector<float> f = c.rope_freqs(n_ctx);
+    for (int i = 0; i < 4; ++i) {
+      const double factor = (n_ctx > 4096 ? c.rope_long_factor : c.rope_short_factor)[i];
+      const double want = 1.0 / (factor * std::pow(10000.0, 2.0 * i / 8));
+      EXPECT_NEAR(f[i], want, 1e-6 * want) << n_ctx << " " << i;
+    }
+  }
+  // sqrt(1 + ln(131072 / 4096) / ln(4096)), as Phi-3-128k's config implies.
+  EXPECT_NEAR(c.rope_attn_factor(), std::sqrt(1 + std::log(32.0) / std::log(4096.0)), 1e-6);
+  c.n_ctx_train = 4096;
+  EXPECT_EQ(c.rope_attn_factor(), 1.0f);
+}
+
+TEST(LongRope, Phi3WithUnitShortFactorsStillMatchesAndOtherFactorsDoNot) {
+  SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/phi3"));
+  // Within the original context (16 = every position here), short factors of 1 are plain rotary.
+  for (const auto& [short_f, matches] : {std::pair{1.0, true}, std::pair{4.0, false}}) {
+    EditedConfig e("phi3", [&](json* c) {
+      (*c)["rope_scaling"] = longrope(short_f, 9.0, 3);
+      (*c)["original_max_position_embeddings"] = 16;
+    });
+    auto src = ModelSource::open(e.dir());
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    EXPECT_EQ((*src)->config().rope_scaling, RopeScaling::kLongRope);
+    const double d = max_diff_vs_reference(e.reference_dir(), (*src)->config(), (*src)->weights());
+    if (matches) EXPECT_LT(d, 1e-4) << "short factor " << short_f;
+    else EXPECT_GT(d, 1e-3) << "short factor " << short_f;
+  }
+  {  // Past an original context of 8, the long factors apply.
+    EditedConfig e("phi3", [&](json* c) {
+      (*c)["rope_scaling"] = longrope(1.0, 4.0, 3);
+      (*c)["original_max_position_embeddings"] = 8;
+    });
+    auto src = ModelSource::open(e.dir());
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    EXPECT_GT(max_diff_vs_reference(e.reference_dir(), (*src)->config(), (*src)->weights()), 1e-3);
+    // And the GGUF keeps them (rope_factors_long/short tensors, original context).
+    const std::string out = (std::filesystem::temp_directory_path() / fmt::format("slm_lr_{}.gguf", ::getpid())).string();
+    ASSERT_TRUE(convert_to_gguf(**src, out).ok());
+    auto gg = ModelSource::open(out);
+    std::filesystem::remove(out);
+    ASSERT_TRUE(gg.ok()) << gg.status().to_string();
+    const ModelConfig& g = (*gg)->config();
+    EXPECT_EQ(g.rope_scaling, RopeScaling::kLongRope);
+    EXPECT_EQ(g.rope_orig_ctx, 8);
+    EXPECT_EQ(g.rope_long_factor, std::vector<float>(3, 4.0f));
+    const Outputs x = run_reference_inputs(e.reference_dir(), (*src)->config(), (*src)->weights());
+    const Outputs y = run_reference_inputs(e.reference_dir(), g, (*gg)->weights());
+    EXPECT_LT(max_abs_diff(x.ours, y.ours), 1e-5);
+  }
+}
+
+// Bad configs for the new architectures get an error naming the key or tensor.
+TEST(HfTinyBadConfig, NamesWhatIsWrong) {
+  SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/bert"));
+  struct Case {
+    const char* model;
+    std::function<void(json*)> edit;
+    Status::Code code;
+    const char* needle;
+  };
+  const Case cases[] = {
+      {"phi3", [](json* c) { (*c)["rope_scaling"] = longrope(1, 1, 2); }, Status::Code::kInvalidArgument,
+       "longrope short_factor and long_factor have 2 and 2 values, expected 3"},
+      {"phi3", [](json* c) { (*c)["rope_scaling"] = {{"type", "longrope"}}; }, Status::Code::kInvalidArgument,
+       "no 'short_factor' list"},
+      {"phi3", [](json* c) { (*c)["partial_rotary_factor"] = 0.4; }, Status::Code::kInvalidArgument, "rotary dims is 3"},
+      {"phi3", [](json* c) { (*c)["num_key_value_heads"] = 4; }, Status::Code::kInvalidArgument,
+       "'blk.0.attn_qkv.weight' has shape [64, 32], but the config implies [96, 32]"},
+      {"phi3", [](json* c) { (*c)["intermediate_size"] = 48; }, Status::Code::kInvalidArgument, "ffn_up.weight"},
+      {"gemma", [](json* c) { (*c)["head_dim"] = 4; }, Status::Code::kInvalidArgument, "attn_q.weight"},
+      {"gemma", [](json* c) { (*c)["hidden_activation"] = "relu"; }, Status::Code::kUnsupported, "activation 'relu'"},
+      {"distilgpt2", [](json* c) { (*c)["n_positions"] = 32; }, Status::Code::kInvalidArgument, "position_embd.weight"},
+      {"distilgpt2", [](json* c) { c->erase("n_head"); }, Status::Code::kInvalidArgument, "required key 'n_head'"},
+      {"bert", [](json* c) { (*c)["position_embedding_type"] = "relative_key"; }, Status::Code::kUnsupported,
+       "position_embedding_type 'relative_key'"},
+      {"bert", [](json* c) { (*c)["type_vocab_size"] = 3; }, Status::Code::kInvalidArgument, "token_types.weight"},
+      {"distilbert", [](json* c) { (*c)["model_type"] = "roberta"; }, Status::Code::kUnsupported, "'roberta'"},
+  };
+  for (const Case& k : cases) {
+    EditedConfig e(k.model, k.edit);
+    auto src = ModelSource::open(e.dir());
+    ASSERT_FALSE(src.ok()) << k.model << " " << k.needle;
+    EXPECT_EQ(src.status().code(), k.code) << src.status().to_string();
+    EXPECT_NE(src.status().message().find(k.needle), std::string::npos) << src.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace slm::model
