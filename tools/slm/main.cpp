@@ -403,6 +403,13 @@ struct ServeArgs {
 };
 
 int cmd_serve(ServeArgs& a) {
+  // SIGINT/SIGTERM stop the server from a thread of our own (shutdown() is not
+  // async-signal-safe). Blocked before any thread starts, so every thread inherits the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   slm::engine::SessionOptions so;
   so.tokenizer_path = a.tokenizer;
   so.n_ctx = a.ctx;
@@ -418,12 +425,6 @@ int cmd_serve(ServeArgs& a) {
   slm::serve::Server& srv = **server;
   Status st = srv.bind();
   if (!st.ok()) return fail(st);
-  // SIGINT/SIGTERM stop the server from a thread of our own (stop() is not async-signal-safe).
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread([&srv, set] {
     int sig = 0;
     sigwait(&set, &sig);
