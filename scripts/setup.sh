@@ -11,6 +11,8 @@ packages=(
   libpcre2-dev                         # Unicode-aware pre-tokenizer regexes
   libbz2-dev                           # reading eval sets as shipped (HellaSwag .txt.bz2)
   libcpp-httplib-dev                   # HTTP server for slm serve (OpenAI-compatible API)
+  libopenblas-openmp-dev               # GEMM for training (OpenMP build: one thread runtime)
+  fortunes                             # the corpus the default model is trained on
 )
 missing=()
 for p in "${packages[@]}"; do

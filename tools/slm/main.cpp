@@ -22,6 +22,7 @@
 #include "slm/model/convert.h"
 #include "slm/model/synthetic.h"
 #include "slm/serve/server.h"
+#include "train_cmd.h"
 
 namespace {
 
@@ -545,6 +546,7 @@ int main(int argc, char** argv) {
   tok_train->add_option("--out", ta.out, "Output tokenizer.json")->required();
 
   ServeArgs sa;
+  TrainCommand train_cmd(app);
   CLI::App* serve = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   serve->add_option("model", sa.model, "Model file or folder")->required();
   serve->add_option("--host", sa.opt.host, "Address to listen on (default 127.0.0.1)");
@@ -579,6 +581,7 @@ int main(int argc, char** argv) {
   if (*eval) return cmd_eval(ea);
   if (*quant) return cmd_quantize(qa);
   if (*tok_train) return cmd_tokenizer_train(ta);
+  if (train_cmd.chosen()) return train_cmd.run();
   if (*serve) return cmd_serve(sa);
   return 2;
 }
