@@ -14,10 +14,10 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 Job::Job(std::vector<std::string> stops, Clock::time_point arrived) : filter_(std::move(stops)), arrived_(arrived) {}
 
-bool Job::wait(std::string* text, std::chrono::milliseconds timeout) {
+bool Job::wait(std::vector<std::string>* pieces, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait_for(lock, timeout, [&] { return finished_ || !pending_.empty(); });
-  *text += pending_;
+  for (auto& p : pending_) pieces->push_back(std::move(p));
   pending_.clear();
   return finished_;
 }
@@ -113,7 +113,7 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
     j->hit_stop_ = j->filter_.push(text, &out);
     if (!out.empty()) {
       std::lock_guard<std::mutex> lock(j->mutex_);
-      j->pending_ += out;
+      j->pending_.push_back(std::move(out));
       j->cv_.notify_all();
     }
     return !j->hit_stop_;
@@ -125,7 +125,7 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
       if (!j->hit_stop_) {
         std::string rest = j->filter_.flush();
         std::lock_guard<std::mutex> lock(j->mutex_);
-        j->pending_ += rest;
+        if (!rest.empty()) j->pending_.push_back(std::move(rest));
       }
     }
     {

@@ -363,9 +363,9 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
       bool ok = !chat || send(dump(shape("", nullptr, true)));
       bool finished = false;
       while (ok && !finished) {
-        std::string text;
-        finished = job->wait(&text, std::chrono::milliseconds(1000));
-        if (!text.empty()) ok = send(dump(shape(text, nullptr, false)));
+        std::vector<std::string> pieces;
+        finished = job->wait(&pieces, std::chrono::milliseconds(1000));
+        for (size_t i = 0; ok && i < pieces.size(); ++i) ok = send(dump(shape(pieces[i], nullptr, false)));
       }
       if (!ok) {  // the client went away
         job->cancel();
@@ -389,8 +389,8 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
   // Whole: the JSON comes at the end. While waiting, a space (JSON allows leading
   // white space) every second finds out whether the client is still there.
   res.set_chunked_content_provider("application/json", [=, this](size_t, httplib::DataSink& sink) {
-    std::string text;
-    while (!job->wait(&text, std::chrono::milliseconds(1000))) {
+    std::vector<std::string> pieces;
+    while (!job->wait(&pieces, std::chrono::milliseconds(1000))) {
       if (!sink.write(" ", 1)) {
         job->cancel();
         return false;
@@ -400,6 +400,8 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
     const std::string& reason = job->finish_reason();
     json out;
     if (reason == "stop" || reason == "length") {
+      std::string text;
+      for (const auto& p : pieces) text += p;
       out = shape(text, reason, false);
       out["usage"] = usage(n_prompt, job->n_generated());
     } else {

@@ -41,9 +41,10 @@ struct SchedulerOptions {
 class Job {
  public:
   Job(std::vector<std::string> stops, std::chrono::steady_clock::time_point arrived);
-  // Waits up to `timeout` for new text or the end; appends new text to *text.
-  // Returns true once the job is finished (all its text given out).
-  bool wait(std::string* text, std::chrono::milliseconds timeout);
+  // Waits up to `timeout` for new text or the end; appends the new pieces (one per
+  // token, as far as stop strings allow) to *pieces. Returns true once the job is
+  // finished (all its text given out).
+  bool wait(std::vector<std::string>* pieces, std::chrono::milliseconds timeout);
   // Asks the scheduler to drop the job (the client went away).
   void cancel() { cancelled_ = true; }
   // After wait() returned true: "stop", "length", "cancelled" or "error".
@@ -55,7 +56,7 @@ class Job {
   friend class Scheduler;
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::string pending_;  // text not yet taken by wait()
+  std::vector<std::string> pending_;  // pieces not yet taken by wait()
   bool finished_ = false;
   std::string finish_reason_;
   int64_t n_prompt_ = 0, n_generated_ = 0;
