@@ -1,5 +1,8 @@
 #include "slm/engine/embed.h"
 
+#include <algorithm>
+#include <cmath>
+
 #include "slm/engine/session.h"
 
 namespace slm::engine {
@@ -23,7 +26,7 @@ Result<std::unique_ptr<Embedder>> Embedder::open(const std::string& model_path, 
   return e;
 }
 
-Result<std::vector<float>> Embedder::embed_ids(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) const {
+Result<std::vector<float>> Embedder::encode(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) const {
   const model::ModelConfig& c = src_->config();
   const int64_t n = static_cast<int64_t>(ids.size());
   if (n == 0) return Status::InvalidArgument("[embed] empty sequence");
@@ -37,13 +40,39 @@ Result<std::vector<float>> Embedder::embed_ids(const std::vector<int32_t>& ids, 
   model::KvCache kv(c, 0, c.n_layer, 1, n);
   std::vector<float> hidden;
   SLM_RETURN_IF_ERROR(model_->encode(batch, kv, &hidden));
-  return model_->pool(hidden.data(), n);
+  return hidden;
+}
+
+Result<std::vector<int32_t>> Embedder::tokenize(std::string_view text) const {
+  if (!tok_) return Status::InvalidArgument("[embed] the model has no tokenizer: give token ids (--ids)");
+  return tok_->encode(text, /*add_special=*/true);
+}
+
+Result<std::vector<float>> Embedder::embed_ids(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) const {
+  SLM_ASSIGN_OR_RETURN(std::vector<float> hidden, encode(ids, types));
+  return model_->pool(hidden.data(), static_cast<int64_t>(ids.size()));
 }
 
 Result<std::vector<float>> Embedder::embed(std::string_view text) const {
-  if (!tok_) return Status::InvalidArgument("[embed] the model has no tokenizer: give token ids (--ids)");
-  SLM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tok_->encode(text, /*add_special=*/true));
+  SLM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenize(text));
   return embed_ids(ids);
+}
+
+Result<std::vector<float>> Embedder::classify_ids(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) const {
+  if (src_->config().n_labels == 0)
+    return Status::InvalidArgument(fmt::format("[classify] {} has no classification head (classifier.weight)", src_->path()));
+  SLM_ASSIGN_OR_RETURN(std::vector<float> hidden, encode(ids, types));
+  std::vector<float> p = model_->classify(hidden.data());  // the first token is CLS
+  const float mx = *std::max_element(p.begin(), p.end());
+  double sum = 0;
+  for (float& e : p) sum += (e = std::exp(e - mx));
+  for (float& e : p) e = static_cast<float>(e / sum);
+  return p;
+}
+
+Result<std::vector<float>> Embedder::classify(std::string_view text) const {
+  SLM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenize(text));
+  return classify_ids(ids);
 }
 
 }  // namespace slm::engine

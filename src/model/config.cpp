@@ -19,6 +19,7 @@ Status ModelConfig::validate() const {
   if (learned_pos ? n_rot != 0 : (n_rot <= 0 || n_rot > head_dim || n_rot % 2 != 0))
     return bad("rotary dims", n_rot, learned_pos ? "0 with learned positions" : "an even number up to head dim");
   if (n_token_types < 0 || n_token_types > 1024) return bad("token type count", n_token_types, "0..1024");
+  if (n_labels < 0 || n_labels > (1 << 20)) return bad("label count", n_labels, "0..1M");
   if (n_ff <= 0 || n_ff > (1 << 20)) return bad("feed-forward size", n_ff, "1..1M");
   if (sliding_window < 0) return bad("sliding window", sliding_window, ">= 0");
   if (n_ctx_train < 1 || n_ctx_train > (int64_t{1} << 24)) return bad("training context", n_ctx_train, "1..16M");
@@ -110,7 +111,8 @@ std::vector<std::string> ModelConfig::features() const {
   if (ffn_bias) f.push_back("MLP bias");
   if (tied_output) f.push_back("tied output");
   if (pooling != Pooling::kNone) f.push_back(pooling == Pooling::kCls ? "CLS pooling" : "mean pooling");
-  if (has_pooler) f.push_back("pooler");
+  if (has_pooler) f.push_back(pooler_relu ? "pooler (relu)" : "pooler (tanh)");
+  if (n_labels > 0) f.push_back(fmt::format("classification head ({} labels)", n_labels));
   return f;
 }
 

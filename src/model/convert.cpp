@@ -48,6 +48,8 @@ void write_metadata(const ModelSource& src, const std::string& arch, io::GgufWri
   if (c.is_encoder()) {
     w->set_bool(a + "attention.causal", false);
     w->set_u32(a + "pooling_type", c.pooling == Pooling::kCls ? 2 : 1);  // llama.cpp's LLAMA_POOLING_TYPE_*
+    if (c.n_labels > 0) w->set_string_array(a + "classifier.output_labels", c.labels);
+    if (c.has_pooler && c.pooler_relu) w->set_string(a + "pooler.activation", "relu");  // slm's key: DistilBERT
   }
   if (c.bos_id >= 0) w->set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(c.bos_id));
   if (c.eos_id >= 0) w->set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_id));

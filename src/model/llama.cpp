@@ -291,8 +291,20 @@ std::vector<float> Model::pooler(const float* cls_hidden) const {
   SLM_ASSERT(w_.pooler.data != nullptr);
   std::vector<float> out(static_cast<size_t>(cfg_.n_embd));
   linear(w_.pooler, w_.pooler_b, cls_hidden, 1, out.data());
-  for (float& e : out) e = std::tanh(e);
+  for (float& e : out) e = cfg_.pooler_relu ? std::max(e, 0.0f) : std::tanh(e);
   return out;
+}
+
+std::vector<float> Model::classify(const float* cls_hidden) const {
+  SLM_ASSERT(w_.classifier.data != nullptr);
+  std::vector<float> pooled;
+  if (w_.pooler.data != nullptr) {
+    pooled = pooler(cls_hidden);
+    cls_hidden = pooled.data();
+  }
+  std::vector<float> logits(static_cast<size_t>(cfg_.n_labels));
+  linear(w_.classifier, w_.classifier_b, cls_hidden, 1, logits.data());
+  return logits;
 }
 
 }  // namespace slm::model

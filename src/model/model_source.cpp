@@ -68,7 +68,9 @@ const HfNames& hf_names(const std::string& arch) {
        {"token_embd_norm.weight", "embeddings.LayerNorm.weight"},
        {"token_embd_norm.bias", "embeddings.LayerNorm.bias"},
        {"cls.weight", "pooler.dense.weight"},
-       {"cls.bias", "pooler.dense.bias"}},
+       {"cls.bias", "pooler.dense.bias"},
+       {"cls.output.weight", "classifier.weight"},
+       {"cls.output.bias", "classifier.bias"}},
       "encoder.layer.{}.",
       {{"attn_q.weight", "attention.self.query.weight"},          {"attn_q.bias", "attention.self.query.bias"},
        {"attn_k.weight", "attention.self.key.weight"},            {"attn_k.bias", "attention.self.key.bias"},
@@ -84,7 +86,11 @@ const HfNames& hf_names(const std::string& arch) {
       {{"token_embd.weight", "embeddings.word_embeddings.weight"},
        {"position_embd.weight", "embeddings.position_embeddings.weight"},
        {"token_embd_norm.weight", "embeddings.LayerNorm.weight"},
-       {"token_embd_norm.bias", "embeddings.LayerNorm.bias"}},
+       {"token_embd_norm.bias", "embeddings.LayerNorm.bias"},
+       {"cls.weight", "pre_classifier.weight"},
+       {"cls.bias", "pre_classifier.bias"},
+       {"cls.output.weight", "classifier.weight"},
+       {"cls.output.bias", "classifier.bias"}},
       "transformer.layer.{}.",
       {{"attn_q.weight", "attention.q_lin.weight"},        {"attn_q.bias", "attention.q_lin.bias"},
        {"attn_k.weight", "attention.k_lin.weight"},        {"attn_k.bias", "attention.k_lin.bias"},
@@ -193,6 +199,7 @@ Status set_arch_defaults(const std::string& arch, ModelConfig* c) {
     c->causal = false;
     c->final_norm = false;
     c->pooling = Pooling::kMean;
+    c->pooler_relu = arch == "distilbert";
   } else {
     return refuse_arch(arch);
   }
@@ -305,6 +312,15 @@ Status ModelSource::open_gguf() {
     c.pooling = pooling == 2 ? Pooling::kCls : Pooling::kMean;
     if (auto t = g.find_tensor("token_types.weight"); t && t->shape.size() == 2) c.n_token_types = t->shape[0];
     c.has_pooler = g.find_tensor("cls.weight") != nullptr;
+    c.pooler_relu = g.get_string(a + "pooler.activation").value_or("tanh") == "relu";  // slm's key (DistilBERT)
+    if (auto t = g.find_tensor("cls.output.weight"); t && !t->shape.empty()) c.n_labels = t->shape[0];
+    if (auto v = g.find(a + "classifier.output_labels")) {
+      for (const auto& e : v->arr) c.labels.push_back(e.s);
+      if (static_cast<int64_t>(c.labels.size()) != c.n_labels)
+        return Status::InvalidArgument(fmt::format("{}classifier.output_labels has {} labels, but cls.output.weight "
+                                                   "has {} rows", a, c.labels.size(), c.n_labels));
+    }
+    for (int64_t i = static_cast<int64_t>(c.labels.size()); i < c.n_labels; ++i) c.labels.push_back(fmt::format("LABEL_{}", i));
   }
   if (auto t = g.find_tensor("token_embd.weight"); t && t->shape.size() == 2) c.n_vocab = t->shape[0];
   if (auto v = g.find("tokenizer.ggml.tokens"); v && c.n_vocab == 0) c.n_vocab = static_cast<int64_t>(v->arr.size());
@@ -516,7 +532,17 @@ Status ModelSource::open_safetensors() {
     }
   }
   if (!c.is_encoder() && !c.tied_output && !has("output.weight")) c.tied_output = true;
-  if (c.is_encoder()) c.has_pooler = has("cls.weight");
+  if (c.is_encoder()) {
+    c.has_pooler = has("cls.weight");
+    if (auto t = find("cls.output.weight"); t.ok() && !t->shape.empty()) c.n_labels = t->shape[0];
+    // id2label: {"0": "NEGATIVE", "1": "POSITIVE"}; Hugging Face's LABEL_i where it is silent.
+    const json none = json::object();
+    const json& names = j.contains("id2label") && j["id2label"].is_object() ? j["id2label"] : none;
+    for (int64_t i = 0; i < c.n_labels; ++i) {
+      const auto it = names.find(std::to_string(i));
+      c.labels.push_back(it != names.end() && it->is_string() ? it->get<std::string>() : fmt::format("LABEL_{}", i));
+    }
+  }
   return Status::Ok();
 }
 
@@ -686,6 +712,10 @@ Status ModelSource::bind_weights() {
   if (c.has_pooler) {
     SLM_RETURN_IF_ERROR(get("cls.weight", {D, D}, &w.pooler, false));
     SLM_RETURN_IF_ERROR(get("cls.bias", {D}, &w.pooler_b, true));
+  }
+  if (c.n_labels > 0) {
+    SLM_RETURN_IF_ERROR(get("cls.output.weight", {c.n_labels, D}, &w.classifier, false));
+    SLM_RETURN_IF_ERROR(get("cls.output.bias", {c.n_labels}, &w.classifier_b, true));
   }
   if (has("rope_freqs.weight")) SLM_RETURN_IF_ERROR(get("rope_freqs.weight", {c.n_rot / 2}, &w.rope_freqs, true));
   w.layers.resize(static_cast<size_t>(c.n_layer));

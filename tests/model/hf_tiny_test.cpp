@@ -265,6 +265,46 @@ TEST(LongRope, Phi3WithUnitShortFactorsStillMatchesAndOtherFactorsDoNot) {
   }
 }
 
+// BertForSequenceClassification's head reads the pooler: checked on the
+// reference's pooler output (token types included), the head's weights ours.
+TEST(HfTinyHead, BertClassifierOnThePooler) {
+  const std::string dir = test::shared_data("models/hf-tiny/bert");
+  SLM_REQUIRE_DATA(dir);
+  auto src = ModelSource::open(dir);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  ModelConfig c = (*src)->config();
+  Weights w = (*src)->weights();
+  c.n_labels = 3;
+  std::vector<float> head(3 * 8 + 3);
+  for (size_t i = 0; i < head.size(); ++i) head[i] = std::cos(static_cast<float>(i));
+  w.classifier.shape = {3, 8};
+  w.classifier.data = head.data();
+  w.classifier.nbytes = 24 * sizeof(float);
+  w.classifier_b.shape = {3};
+  w.classifier_b.data = head.data() + 24;
+  w.classifier_b.nbytes = 3 * sizeof(float);
+  Model m(c, w);
+  const json ref = load_json(dir + "/reference_hidden.json");
+  double worst = 0;
+  for (size_t s = 0; s < ref["sequences"].size(); ++s) {
+    const auto ids = ref["sequences"][s].get<std::vector<int32_t>>();
+    const auto types = ref["token_types"][s].get<std::vector<int32_t>>();
+    KvCache kv(c, 0, c.n_layer, 1, static_cast<int64_t>(ids.size()));
+    std::vector<BatchToken> batch;
+    for (size_t i = 0; i < ids.size(); ++i) batch.push_back({ids[i], static_cast<int64_t>(i), 0, false, types[i]});
+    std::vector<float> hidden;
+    ASSERT_TRUE(m.encode(batch, kv, &hidden).ok());
+    const std::vector<float> logits = m.classify(hidden.data());
+    const auto pooled = ref["pooler"][s].get<std::vector<double>>();
+    for (int r = 0; r < 3; ++r) {
+      double want = head[24 + r];
+      for (int d = 0; d < 8; ++d) want += head[r * 8 + d] * pooled[d];
+      worst = std::max(worst, std::fabs(logits[r] - want));
+    }
+  }
+  EXPECT_LT(worst, 1e-5);
+}
+
 // Bad configs for the new architectures get an error naming the key or tensor.
 TEST(HfTinyBadConfig, NamesWhatIsWrong) {
   SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/bert"));

@@ -6,12 +6,17 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <functional>
+#include <tuple>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "slm/io/safetensors.h"
 #include "test_util.h"
 
 namespace slm {
@@ -116,6 +121,119 @@ TEST(ArchCliEmbed, RefusesDecodersAndTextWithoutTokenizer) {
   out.clear();
   EXPECT_NE(test::run_command("echo 1 99 | " + test::slm_binary() + " embed " + dir + "/bert --ids 2>&1", &out), 0);
   EXPECT_NE(out.find("outside the vocabulary"), std::string::npos) << out;
+}
+
+// An hf-tiny encoder's folder with a classification head of known weights
+// added, as BertForSequenceClassification / DistilBertForSequenceClassification
+// store it: extra (name, rows, cols) tensors filled with sin(k).
+class WithHead {
+ public:
+  WithHead(const std::string& model, const std::vector<std::tuple<std::string, int64_t, int64_t>>& extra,
+           const json& id2label)
+      : dir_(tmp_path(model + "_head")) {
+    std::filesystem::create_directories(dir_);
+    const std::string src = test::shared_data("models/hf-tiny/" + model);
+    auto st = io::SafetensorsFile::open(src + "/model.safetensors");
+    EXPECT_TRUE(st.ok());
+    std::vector<TensorView> views;
+    for (const auto& t : (*st)->tensors()) views.push_back((*st)->tensor(t.name).value());
+    int k = 0;
+    for (const auto& [name, rows, cols] : extra) {
+      auto& buf = bufs_.emplace_back();
+      for (int64_t i = 0; i < rows * std::max<int64_t>(cols, 1); ++i) buf.push_back(std::sin(static_cast<float>(++k)));
+      TensorView v;
+      v.name = name;
+      v.shape = cols > 0 ? std::vector<int64_t>{rows, cols} : std::vector<int64_t>{rows};
+      v.data = buf.data();
+      v.nbytes = buf.size() * sizeof(float);
+      views.push_back(v);
+    }
+    EXPECT_TRUE(io::write_safetensors(dir_ + "/model.safetensors", views).ok());
+    json c = load_json(src + "/config.json");
+    c["id2label"] = id2label;
+    std::ofstream(dir_ + "/config.json") << c.dump();
+  }
+  ~WithHead() { std::filesystem::remove_all(dir_); }
+  const std::string& dir() const { return dir_; }
+  const std::vector<float>& tensor(size_t i) const { return bufs_[i]; }
+
+ private:
+  std::string dir_;
+  std::vector<std::vector<float>> bufs_;
+};
+
+// y = w x + b in double; w (rows, x.size()).
+std::vector<double> affine(const std::vector<float>& w, const std::vector<float>& b, const std::vector<double>& x) {
+  std::vector<double> y(b.begin(), b.end());
+  for (size_t r = 0; r < y.size(); ++r)
+    for (size_t c = 0; c < x.size(); ++c) y[r] += static_cast<double>(w[r * x.size() + c]) * x[c];
+  return y;
+}
+
+// Runs slm classify --ids over the reference's sequences; checks labels and
+// probabilities against softmax(expected_logits(s)).
+void check_classify(const std::string& model_dir, const json& ref, const std::vector<std::string>& labels,
+                    const std::function<std::vector<double>(size_t)>& expected_logits) {
+  std::string lines;
+  for (const auto& seq : ref["sequences"]) {
+    const auto ids = seq.get<std::vector<int>>();
+    lines += join_ids(ids, ids.size()) + "\n";
+  }
+  const std::string in = tmp_path("classify_in.txt");
+  std::ofstream(in) << lines;
+  std::string out;
+  ASSERT_EQ(test::run_command(test::slm_binary() + " classify " + model_dir + " --ids < " + in, &out), 0) << out;
+  std::remove(in.c_str());
+  std::istringstream got(out);
+  std::string line;
+  size_t s = 0;
+  for (; std::getline(got, line); ++s) {
+    const json j = json::parse(line);
+    std::vector<double> want = expected_logits(s);
+    const double mx = *std::max_element(want.begin(), want.end());
+    double sum = 0;
+    for (double& e : want) sum += (e = std::exp(e - mx));
+    size_t best = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      EXPECT_NEAR(j["scores"][labels[i]].get<double>(), want[i] / sum, 1e-5) << line;
+      if (want[i] > want[best]) best = i;
+    }
+    EXPECT_EQ(j["label"], labels[best]) << line;
+  }
+  EXPECT_EQ(s, ref["sequences"].size());
+}
+
+// DistilBertForSequenceClassification: classifier(relu(pre_classifier(CLS))).
+TEST(ArchCliClassify, DistilBertHeadOnTheClsToken) {
+  SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/distilbert"));
+  const WithHead m("distilbert",
+                   {{"pre_classifier.weight", 8, 8}, {"pre_classifier.bias", 8, 0}, {"classifier.weight", 3, 8},
+                    {"classifier.bias", 3, 0}},
+                   {{"0", "neg"}, {"1", "neutral"}, {"2", "pos \"quoted\""}});
+  const json ref = load_json(test::shared_data("models/hf-tiny/distilbert/reference_hidden.json"));
+  const auto expected = [&](size_t s) {
+    std::vector<double> h = affine(m.tensor(0), m.tensor(1), ref["hidden"][s][0].get<std::vector<double>>());
+    for (double& e : h) e = std::max(e, 0.0);
+    return affine(m.tensor(2), m.tensor(3), h);
+  };
+  const std::vector<std::string> labels = {"neg", "neutral", "pos \"quoted\""};
+  check_classify(m.dir(), ref, labels, expected);
+  // The GGUF keeps the head, its relu and its labels.
+  const std::string gguf = tmp_path("distilbert_head.gguf");
+  std::string out;
+  ASSERT_EQ(test::run_command(test::slm_binary() + " convert " + m.dir() + " --out " + gguf + " 2>&1", &out), 0) << out;
+  check_classify(gguf, ref, labels, expected);
+  std::remove(gguf.c_str());
+  ASSERT_EQ(test::run_command(test::slm_binary() + " info " + m.dir(), &out), 0);
+  EXPECT_NE(out.find("classification head (3 labels)"), std::string::npos) << out;
+}
+
+TEST(ArchCliClassify, ModelWithoutHeadIsNamed) {
+  const std::string dir = test::shared_data("models/hf-tiny/bert");
+  SLM_REQUIRE_DATA(dir);
+  std::string out;
+  EXPECT_NE(test::run_command("echo 1 2 | " + test::slm_binary() + " classify " + dir + " --ids 2>&1", &out), 0);
+  EXPECT_NE(out.find("no classification head"), std::string::npos) << out;
 }
 
 }  // namespace

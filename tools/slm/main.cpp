@@ -1,10 +1,12 @@
 // slm: the command-line front end. Parsing and printing only; the work is in libslm.
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <omp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <random>
@@ -198,20 +200,30 @@ int cmd_convert(const std::string& model, const std::string& out) {
   return 0;
 }
 
-// Encoders: one JSON array per line of stdin (text, or token ids with --ids).
-int cmd_embed(const std::string& model, const std::string& tokenizer, bool ids_mode) {
+// Encoders: for each line of stdin (text, or token ids with --ids), the pooled
+// vector as a JSON array (embed) or the head's label and probabilities as a
+// JSON object (classify).
+int cmd_encoder(const std::string& model, const std::string& tokenizer, bool ids_mode, bool classify) {
   auto e = slm::engine::Embedder::open(model, tokenizer);
   if (!e.ok()) return fail(e.status());
   std::string line;
   for (int64_t n = 1; std::getline(std::cin, line); ++n) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
-    auto embed_line = [&]() -> slm::Result<std::vector<float>> {
-      if (!ids_mode) return (*e)->embed(line);
+    auto run_line = [&]() -> slm::Result<std::vector<float>> {
+      if (!ids_mode) return classify ? (*e)->classify(line) : (*e)->embed(line);
       SLM_ASSIGN_OR_RETURN(std::vector<int32_t> ids, parse_ids(line, "--ids"));
-      return (*e)->embed_ids(ids);
+      return classify ? (*e)->classify_ids(ids) : (*e)->embed_ids(ids);
     };
-    auto v = embed_line();
+    auto v = run_line();
     if (!v.ok()) return fail(v.status().with_context(fmt::format("stdin line {}", n)));
+    if (classify) {
+      const auto& labels = (*e)->source().config().labels;
+      nlohmann::ordered_json scores = nlohmann::ordered_json::object();
+      for (size_t i = 0; i < v->size(); ++i) scores[labels[i]] = (*v)[i];
+      const size_t best = static_cast<size_t>(std::max_element(v->begin(), v->end()) - v->begin());
+      std::printf("%s\n", nlohmann::ordered_json{{"label", labels[best]}, {"scores", scores}}.dump().c_str());
+      continue;
+    }
     std::string out = "[";
     for (size_t i = 0; i < v->size(); ++i) out += fmt::format("{}{:.7g}", i ? ", " : "", (*v)[i]);
     std::printf("%s]\n", out.c_str());
@@ -488,6 +500,11 @@ int main(int argc, char** argv) {
   embed->add_option("--tokenizer", emb_tokenizer, "Tokenizer file (default: the model's)");
   embed->add_flag("--ids", emb_ids, "Lines are token ids, e.g. \"101 7592 102\"");
 
+  CLI::App* classify = app.add_subcommand("classify", "Encoders with a classification head: label and probabilities per line of stdin");
+  classify->add_option("model", emb_model, "Encoder model with a head (BertForSequenceClassification, ...)")->required();
+  classify->add_option("--tokenizer", emb_tokenizer, "Tokenizer file (default: the model's)");
+  classify->add_flag("--ids", emb_ids, "Lines are token ids, e.g. \"101 7592 102\"");
+
   GenArgs ga;
   CLI::App* gen = app.add_subcommand("gen-model", "Write a GGUF Llama model with random weights (for benchmarks)");
   gen->add_option("--preset", ga.preset, "15m, 110m or tinyllama-1.1b");
@@ -575,7 +592,7 @@ int main(int argc, char** argv) {
   if (*tokenize) return cmd_tokenize(tok_model, no_bos);
   if (*info) return cmd_info(info_model);
   if (*conv) return cmd_convert(conv_model, conv_out);
-  if (*embed) return cmd_embed(emb_model, emb_tokenizer, emb_ids);
+  if (*embed || *classify) return cmd_encoder(emb_model, emb_tokenizer, emb_ids, classify->parsed());
   if (*gen) return cmd_gen_model(ga, *gen);
   if (*bench) return cmd_bench(bench_model, bo, bench_kv, bench_json);
   if (*eval) return cmd_eval(ea);

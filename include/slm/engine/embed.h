@@ -1,5 +1,6 @@
 // Embedder: sentence vectors from an encoder (BERT, DistilBERT; any model
-// slm opens whose config is bidirectional). Text is tokenized with the
+// slm opens whose config is bidirectional), and class probabilities where
+// the model has a sequence classification head. Text is tokenized with the
 // model's special tokens ([CLS] ... [SEP]), run through all layers at once,
 // and pooled as the model's metadata says (mean or CLS; see ModelConfig).
 // Thread safety: immutable after open; embed() may be called from several
@@ -36,7 +37,16 @@ class Embedder {
   // Tokenizes text with the special tokens, then embed_ids.
   Result<std::vector<float>> embed(std::string_view text) const;
 
+  // The head's label probabilities (softmax of its logits, n_labels, in the
+  // order of config().labels); names a model without a head.
+  Result<std::vector<float>> classify_ids(const std::vector<int32_t>& ids, const std::vector<int32_t>& types = {}) const;
+  Result<std::vector<float>> classify(std::string_view text) const;
+
  private:
+  // The last hidden states (n_tok, n_embd) of one sequence, checked.
+  Result<std::vector<float>> encode(const std::vector<int32_t>& ids, const std::vector<int32_t>& types) const;
+  Result<std::vector<int32_t>> tokenize(std::string_view text) const;
+
   Embedder() = default;
   std::unique_ptr<model::ModelSource> src_;
   std::unique_ptr<model::Model> model_;

@@ -43,7 +43,10 @@ struct ModelConfig {
   bool causal = true;                // false: every token sees its whole sequence (encoders)
   bool final_norm = true;            // a norm before the output (all decoders; not BERT)
   Pooling pooling = Pooling::kNone;
-  bool has_pooler = false;           // BERT's tanh(dense(CLS)) head
+  bool has_pooler = false;           // BERT's tanh(dense(CLS)); DistilBERT's relu(pre_classifier(CLS))
+  bool pooler_relu = false;          // the pooler's activation: relu (DistilBERT) instead of tanh
+  int64_t n_labels = 0;              // a sequence classification head's outputs (0: none)
+  std::vector<std::string> labels;   // their names (id2label), n_labels of them
   int64_t n_rot = 0;                 // dims rotated per head (= head_dim for Llama; fewer for Phi-3)
   float rope_theta = 10000.0f;
   bool rope_interleaved = true;      // GGUF/llama2.c pairs (2i, 2i+1); false: HF rotate_half

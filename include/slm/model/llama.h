@@ -58,8 +58,12 @@ class Model {
   // One vector (n_embd) for a sequence's hidden states (n_tok, n_embd): the
   // mean or the first (CLS) token, as config().pooling says (mean when unset).
   std::vector<float> pool(const float* hidden, int64_t n_tok) const;
-  // BERT's pooler: tanh(dense(CLS hidden)), (n_embd); the model must have one.
+  // BERT's pooler: tanh(dense(CLS hidden)) (DistilBERT's pre_classifier: relu),
+  // (n_embd); the model must have one.
   std::vector<float> pooler(const float* cls_hidden) const;
+  // A classification head's logits (n_labels) from the CLS hidden state,
+  // through the pooler where there is one; the model must have a head.
+  std::vector<float> classify(const float* cls_hidden) const;
 
  private:
   Status check_batch(const std::vector<BatchToken>& batch, const KvCache* kv) const;

@@ -34,6 +34,7 @@ struct Weights {
   TensorView output;               // (n_vocab, n_embd); = token_embd when tied; absent for encoders
   TensorView rope_freqs;           // optional per-pair frequency divisors (Llama 3 GGUF)
   TensorView pooler, pooler_b;     // (n_embd, n_embd), (n_embd): BERT's pooler, optional
+  TensorView classifier, classifier_b;  // (n_labels, n_embd), (n_labels): a classification head, optional
 };
 
 }  // namespace slm::model
