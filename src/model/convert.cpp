@@ -51,6 +51,11 @@ void write_metadata(const ModelSource& src, const std::string& arch, io::GgufWri
     if (c.n_labels > 0) w->set_string_array(a + "classifier.output_labels", c.labels);
     if (c.has_pooler && c.pooler_relu) w->set_string(a + "pooler.activation", "relu");  // slm's key: DistilBERT
   }
+  if (const io::GgufFile* g = src.gguf()) {  // a GGUF's own vocabulary goes along
+    for (const std::string& key : g->key_order())
+      if (key.rfind("tokenizer.", 0) == 0) w->set(key, *g->find(key));
+    return;
+  }
   if (c.bos_id >= 0) w->set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(c.bos_id));
   if (c.eos_id >= 0) w->set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_id));
 }

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <functional>
 
@@ -132,6 +133,40 @@ TEST_P(HfTiny, ConvertedToGgufGivesTheSameOutputs) {
               max_abs_diff(y.ours, y.ref));
   EXPECT_LT(d, 1e-5) << GetParam();
   EXPECT_LT(max_abs_diff(y.ours, y.ref), 1e-4) << GetParam();
+}
+
+// llama.cpp's own GGUF of stories260K is the oracle for the q/k permutation:
+// converting the Hugging Face copy (rotate-half rows) gives its tensors byte
+// for byte; converting the GGUF itself keeps them and its vocabulary.
+TEST(Convert, StoriesHfBecomesLlamaCppsGgufByteForByte) {
+  const std::string hf = test::shared_data("models/stories260K-hf");
+  const std::string ref_path = test::shared_data("models/stories260K/stories260K.gguf");
+  SLM_REQUIRE_DATA(hf);
+  SLM_REQUIRE_DATA(ref_path);
+  auto ref = ModelSource::open(ref_path);
+  ASSERT_TRUE(ref.ok()) << ref.status().to_string();
+  for (const std::string& from : {hf, ref_path}) {
+    auto src = ModelSource::open(from);
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    const std::string out = (std::filesystem::temp_directory_path() / fmt::format("slm_conv_st_{}.gguf", ::getpid())).string();
+    ASSERT_TRUE(convert_to_gguf(**src, out).ok());
+    auto gg = ModelSource::open(out);
+    std::filesystem::remove(out);
+    ASSERT_TRUE(gg.ok()) << gg.status().to_string();
+    int compared = 0;
+    for (const std::string& name : (*ref)->stored_tensor_names()) {
+      if (name == "output.weight" && (*gg)->config().tied_output) continue;  // the HF copy says tied: dropped
+      auto a = (*ref)->stored_tensor(name);
+      auto b = (*gg)->stored_tensor(name);
+      ASSERT_TRUE(a.ok() && b.ok()) << from << ": " << name;
+      ASSERT_EQ(a->shape, b->shape) << name;
+      ASSERT_EQ(a->nbytes, b->nbytes) << name;
+      EXPECT_EQ(std::memcmp(a->data, b->data, a->nbytes), 0) << from << ": " << name << " differs";
+      ++compared;
+    }
+    EXPECT_GE(compared, 2 + 9 * (*ref)->config().n_layer) << from;
+    EXPECT_EQ((*gg)->gguf()->find("tokenizer.ggml.tokens") != nullptr, from == ref_path) << from;
+  }
 }
 
 // Each case switches one feature off and expects the reference to be missed.
