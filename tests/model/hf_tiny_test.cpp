@@ -300,6 +300,34 @@ TEST(LongRope, Phi3WithUnitShortFactorsStillMatchesAndOtherFactorsDoNot) {
   }
 }
 
+// An encoder batch of several sequences (each in its own slot, interleaved
+// token by token): every token sees its whole sequence and nothing of the others.
+TEST(HfTinyEncoderBatch, InterleavedSequencesInOneCall) {
+  const std::string dir = test::shared_data("models/hf-tiny/bert");
+  SLM_REQUIRE_DATA(dir);
+  auto src = ModelSource::open(dir);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  const ModelConfig& c = (*src)->config();
+  Model m(c, (*src)->weights());
+  const json ref = load_json(dir + "/reference_hidden.json");
+  const size_t n_seq = ref["sequences"].size(), len = ref["sequences"][0].size();
+  KvCache kv(c, 0, c.n_layer, static_cast<int32_t>(n_seq), static_cast<int64_t>(len));
+  std::vector<BatchToken> batch;
+  for (size_t p = 0; p < len; ++p)
+    for (size_t s = 0; s < n_seq; ++s)
+      batch.push_back({ref["sequences"][s][p].get<int32_t>(), static_cast<int64_t>(p), static_cast<int32_t>(s), false,
+                       ref["token_types"][s][p].get<int32_t>()});
+  std::vector<float> hidden;
+  ASSERT_TRUE(m.encode(batch, kv, &hidden).ok());
+  double worst = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const auto& want = ref["hidden"][static_cast<size_t>(batch[i].seq)][static_cast<size_t>(batch[i].pos)];
+    for (int64_t d = 0; d < c.n_embd; ++d)
+      worst = std::max(worst, std::fabs(hidden[i * c.n_embd + d] - want[d].get<double>()));
+  }
+  EXPECT_LT(worst, 1e-4);
+}
+
 // BertForSequenceClassification's head reads the pooler: checked on the
 // reference's pooler output (token types included), the head's weights ours.
 TEST(HfTinyHead, BertClassifierOnThePooler) {
