@@ -174,10 +174,9 @@ Status refuse_arch(const std::string& arch) {
 // The flags an architecture fixes, whatever its file says (the numbers come from the file).
 Status set_arch_defaults(const std::string& arch, ModelConfig* c) {
   c->arch = arch;
-  if (arch == "llama" || arch == "mistral") return Status::Ok();
+  if (arch == "llama" || arch == "mistral" || arch == "phi3") return Status::Ok();  // Phi-3's differences are numbers
   if (arch == "qwen2") {
     c->attn_qkv_bias = true;
-  } else if (arch == "phi3") {
   } else if (arch == "gemma") {
     c->act = Activation::kGeluTanh;
     c->norm_plus_one = true;

@@ -42,7 +42,8 @@ struct Outputs {
   std::vector<double> ours, ref;
 };
 
-Outputs run_reference_inputs(const std::string& dir, const ModelConfig& c, const Weights& w) {
+// decode: one token per forward call (a decoder's generation steps), else the whole sequence at once.
+Outputs run_reference_inputs(const std::string& dir, const ModelConfig& c, const Weights& w, bool decode = false) {
   Model m(c, w);
   const bool encoder = file_exists(dir + "/reference_hidden.json");
   const json ref = load_json(dir + (encoder ? "/reference_hidden.json" : "/reference_logits.json"));
@@ -56,7 +57,18 @@ Outputs run_reference_inputs(const std::string& dir, const ModelConfig& c, const
     std::vector<BatchToken> batch;
     for (size_t i = 0; i < ids.size(); ++i) batch.push_back({ids[i], static_cast<int64_t>(i), 0, true, types[i]});
     std::vector<float> out;
-    Status st = encoder ? m.encode(batch, kv, &out) : m.forward(batch, kv, &out);
+    Status st;
+    if (encoder) {
+      st = m.encode(batch, kv, &out);
+    } else if (!decode) {
+      st = m.forward(batch, kv, &out);
+    } else {
+      for (size_t i = 0; i < batch.size() && st.ok(); ++i) {
+        std::vector<float> step;
+        st = m.forward({batch[i]}, kv, &step);
+        out.insert(out.end(), step.begin(), step.end());
+      }
+    }
     EXPECT_TRUE(st.ok()) << st.to_string();
     if (!st.ok()) return {};
     const json& want = ref[encoder ? "hidden" : "logits"][s];
@@ -103,6 +115,22 @@ TEST_P(HfTiny, MatchesTransformersAtEveryPosition) {
 INSTANTIATE_TEST_SUITE_P(AllArchitectures, HfTiny,
                          ::testing::Values("qwen2", "mistral", "smollm2", "phi3", "gemma", "distilgpt2", "bert",
                                            "distilbert"));
+
+// Decoding one token at a time (the sliding window now limits what the
+// cache shows each step) gives the same logits.
+class HfTinyDecoder : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(HfTinyDecoder, OneTokenPerCallMatchesToo) {
+  const std::string dir = test::shared_data(std::string("models/hf-tiny/") + GetParam());
+  SLM_REQUIRE_DATA(dir);
+  auto src = ModelSource::open(dir);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  const Outputs o = run_reference_inputs(dir, (*src)->config(), (*src)->weights(), /*decode=*/true);
+  EXPECT_LT(max_abs_diff(o.ours, o.ref), 1e-4) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(Decoders, HfTinyDecoder,
+                         ::testing::Values("qwen2", "mistral", "smollm2", "phi3", "gemma", "distilgpt2"));
 
 // slm convert's GGUF of each model: GGUF names and metadata, the same outputs.
 TEST_P(HfTiny, ConvertedToGgufGivesTheSameOutputs) {
