@@ -376,8 +376,11 @@ Status ModelSource::open_safetensors() {
     return j[k].get<bool>();
   };
   auto get_act = [&](const char* k, const char* def) -> Activation {
-    std::string name = j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : def;
-    auto a = parse_activation(name);
+    if (j.contains(k) && !j[k].is_null() && !j[k].is_string()) {
+      if (bad.ok()) bad = Status::InvalidArgument(fmt::format("{}: '{}' is {}, expected a name", cfg_path, k, j[k].dump()));
+      return Activation::kSilu;
+    }
+    auto a = parse_activation(j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : def);
     if (!a.ok()) {
       if (bad.ok()) bad = a.status().with_context(fmt::format("{}: '{}'", cfg_path, k));
       return Activation::kSilu;
@@ -602,6 +605,8 @@ Result<TensorView> ModelSource::find(const std::string& name) const {
   for (const std::string& h : hs)
     for (const auto& s : shards_)
       if (s->find_tensor(h)) return s->tensor(h);
+  if (hs.empty())
+    return Status::NotFound(fmt::format("no tensor '{}' (a Hugging Face '{}' checkpoint has no such tensor)", name, config_.arch));
   return Status::NotFound(fmt::format("no tensor '{}' (looked for '{}')", name, fmt::join(hs, "', '")));
 }
 

@@ -416,6 +416,8 @@ TEST(HfTinyBadConfig, NamesWhatIsWrong) {
       {"phi3", [](json* c) { (*c)["intermediate_size"] = 48; }, Status::Code::kInvalidArgument, "ffn_up.weight"},
       {"gemma", [](json* c) { (*c)["head_dim"] = 4; }, Status::Code::kInvalidArgument, "attn_q.weight"},
       {"gemma", [](json* c) { (*c)["hidden_activation"] = "relu"; }, Status::Code::kUnsupported, "activation 'relu'"},
+      {"gemma", [](json* c) { (*c)["hidden_activation"] = 5; }, Status::Code::kInvalidArgument,
+       "'hidden_activation' is 5, expected a name"},
       {"distilgpt2", [](json* c) { (*c)["n_positions"] = 32; }, Status::Code::kInvalidArgument, "position_embd.weight"},
       {"distilgpt2", [](json* c) { c->erase("n_head"); }, Status::Code::kInvalidArgument, "required key 'n_head'"},
       {"bert", [](json* c) { (*c)["position_embedding_type"] = "relative_key"; }, Status::Code::kUnsupported,
