@@ -18,6 +18,11 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# For the end-to-end tests of slm serve (tests/e2e; they skip without these).
+# By command, not package: a Node.js from elsewhere (NodeSource) brings its own npm.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   SUDO=""
@@ -29,3 +34,9 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
+
+# The npm packages of tests/e2e (package-lock.json) into its git-ignored node_modules.
+if command -v npm >/dev/null && [ ! -f tests/e2e/node_modules/playwright-core/package.json ]; then
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null) ||
+    echo "setup: 'npm ci' in tests/e2e failed; the end-to-end tests of slm serve will skip"
+fi
