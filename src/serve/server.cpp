@@ -364,7 +364,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
       bool finished = false;
       while (ok && !finished) {
         std::vector<std::string> pieces;
-        finished = job->wait(&pieces, std::chrono::milliseconds(1000));
+        finished = job->wait(&pieces, std::chrono::seconds(1));
         for (size_t i = 0; ok && i < pieces.size(); ++i) ok = send(dump(shape(pieces[i], nullptr, false)));
       }
       if (!ok) {  // the client went away
@@ -387,10 +387,10 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
     return;
   }
   // Whole: the JSON comes at the end. While waiting, a space (JSON allows leading
-  // white space) every second finds out whether the client is still there.
+  // white space) every quarter second finds out whether the client is still there.
   res.set_chunked_content_provider("application/json", [=, this](size_t, httplib::DataSink& sink) {
     std::vector<std::string> pieces;
-    while (!job->wait(&pieces, std::chrono::milliseconds(1000))) {
+    while (!job->wait(&pieces, std::chrono::milliseconds(250))) {
       if (!sink.write(" ", 1)) {
         job->cancel();
         return false;

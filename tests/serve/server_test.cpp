@@ -25,9 +25,10 @@ using nlohmann::json;
 
 const std::string kModelRel = "models/stories260K/stories260K.gguf";
 
-std::unique_ptr<engine::Session> open_session(const std::string& path) {
+std::unique_ptr<engine::Session> open_session(const std::string& path, int64_t n_ctx = 0) {
   engine::SessionOptions so;
   so.n_threads = 1;
+  so.n_ctx = n_ctx;
   auto s = engine::Session::open(path, so);
   EXPECT_TRUE(s.ok()) << s.status().message();
   return s.ok() ? std::move(*s) : nullptr;
@@ -36,11 +37,11 @@ std::unique_ptr<engine::Session> open_session(const std::string& path) {
 // A server running in a thread for as long as the object lives.
 class RunningServer {
  public:
-  RunningServer(const std::string& model, ServerOptions opt) {
+  RunningServer(const std::string& model, ServerOptions opt, int64_t n_ctx = 0) {
     opt.host = "127.0.0.1";
     opt.port = 0;
     opt.n_threads = 1;
-    auto s = Server::create(open_session(model), model, opt);
+    auto s = Server::create(open_session(model, n_ctx), model, opt);
     EXPECT_TRUE(s.ok()) << s.status().message();
     server_ = std::move(*s);
     Status st = server_->bind();
@@ -507,15 +508,15 @@ TEST(ServeBatching, ClientHangupCancelsAndFreesTheSlot) {
   SLM_REQUIRE_DATA(model);
   ServerOptions opt;
   opt.n_parallel = 2;
-  RunningServer srv(model, opt);
+  // A context far past the model's 512, so a request outlasts its client by seconds.
+  RunningServer srv(model, opt, 1 << 16);
   for (bool stream : {true, false}) {
     auto c = srv.client();
     c->set_read_timeout(stream ? 30 : 0, stream ? 0 : 300000);  // whole: give up after 0.3 s
     httplib::Request req;
     req.method = "POST";
     req.path = "/v1/completions";
-    // Long enough to outlast the client: greedy to the end of the context, many times over.
-    req.body = json{{"prompt", "Once"}, {"max_tokens", 1 << 20}, {"temperature", 1.0}, {"stream", stream}}.dump();
+    req.body = json{{"prompt", "Once"}, {"max_tokens", 1 << 20}, {"ignore_eos", true}, {"stream", stream}}.dump();
     req.set_header("Content-Type", "application/json");
     req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return false; };
     c->send(req);
