@@ -130,7 +130,8 @@ TEST(Errors, OneLineAndNonZero) {
   struct Case { std::string args, stdin_text, expect; };
   std::vector<Case> cases = {
       {"run /nonexistent/model.gguf", "", "no model"},
-      {"run", "", "model"},
+      {"train --data /nonexistent/corpus.txt --out /tmp/slm-cli-test-train", "", "corpus.txt"},
+      {"train --data /dev/null --out /tmp/slm-cli-test-train --dim 30 --heads 4", "", "multiple of heads"},
       {"frobnicate", "", "error"},
       {"run " + gguf + " --temp -1", "", "temp"},
       {"run " + gguf + " -n abc", "", "n-predict"},
