@@ -176,7 +176,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
   int64_t max_pos = 0;
   for (const BatchToken& t : batch) max_pos = std::max(max_pos, t.pos);
   const std::vector<float>& freqs = max_pos + 1 > cfg_.rope_orig_ctx ? freqs_long_ : freqs_short_;
-  for (int64_t t = 0; t < n_tok; ++t) {
+  for (int64_t t = 0; R > 0 && t < n_tok; ++t) {
     float* cs = &rope_cs[static_cast<size_t>(t * R)];
     k::rope_table(R, batch[static_cast<size_t>(t)].pos, freqs.data(), cs);
     if (rope_mscale_ != 1.0f)
