@@ -24,6 +24,7 @@
 #include "slm/tokenizer/load.h"
 #include "slm/train/checkpoint.h"
 #include "slm/train/data.h"
+#include "slm/train/default_model.h"
 #include "slm/train/export.h"
 #include "slm/train/transformer.h"
 #include "test_util.h"
@@ -354,6 +355,16 @@ TEST(Trainer, AdamWStepMatchesTheFormula) {
   double after = 0;
   for (float g : p->grad) after += g * g;
   EXPECT_NEAR(std::sqrt(after), 0.1, 1e-5);
+}
+
+TEST(Trainer, DefaultModelRecipeIsValidAndFindsItsCorpus) {
+  TrainOptions o = default_model_recipe({"a.txt"}, "/tmp/x");
+  EXPECT_TRUE(check_trainable(o.model).ok());
+  EXPECT_TRUE(validate(o).ok()) << validate(o).to_string();
+  auto corpus = default_corpus();
+  if (!corpus.ok()) GTEST_SKIP() << corpus.status().to_string();
+  EXPECT_GT(corpus->size(), 10u);
+  for (const std::string& f : *corpus) EXPECT_EQ(f.find(".dat"), std::string::npos) << f;
 }
 
 }  // namespace

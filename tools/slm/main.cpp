@@ -24,6 +24,7 @@
 #include "slm/model/convert.h"
 #include "slm/model/synthetic.h"
 #include "slm/serve/server.h"
+#include "slm/train/default_model.h"
 #include "train_cmd.h"
 
 namespace {
@@ -76,6 +77,11 @@ struct RunArgs {
 };
 
 int cmd_run(RunArgs& a) {
+  if (a.model.empty()) {
+    auto path = slm::train::ensure_default_model(a.threads);
+    if (!path.ok()) return fail(path.status());
+    a.model = *path;
+  }
   slm::engine::SessionOptions so;
   so.tokenizer_path = a.tokenizer;
   so.n_ctx = a.ctx;
@@ -460,7 +466,7 @@ int main(int argc, char** argv) {
 
   RunArgs ra;
   CLI::App* run = app.add_subcommand("run", "Generate text from a model (GGUF, safetensors folder, llama2.c .bin)");
-  run->add_option("model", ra.model, "Model file or folder")->required();
+  run->add_option("model", ra.model, "Model file or folder (default: the embedded default, trained on first use)");
   auto* popt = run->add_option("-p,--prompt", ra.prompt, "Prompt text (default: start from BOS)");
   run->add_option("--prompt-ids", ra.prompt_ids, "Prompt as token ids, e.g. \"1 403 407\"")->excludes(popt);
   run->add_option("-n,--n-predict", ra.n, "Tokens to generate at most")->check(CLI::Range(0, 1 << 24));
