@@ -447,7 +447,13 @@ int cmd_serve(ServeArgs& a) {
   std::thread([&srv, set] {
     int sig = 0;
     sigwait(&set, &sig);
-    std::fprintf(stderr, "slm: signal %d, finishing the requests in flight (up to 30 s)\n", sig);
+    std::fprintf(stderr, "slm: signal %d, finishing the requests in flight (up to 30 s; again to stop now)\n", sig);
+    std::thread([set] {
+      int again = 0;
+      sigwait(&set, &again);
+      std::fprintf(stderr, "slm: signal %d again, stopping now\n", again);
+      std::_Exit(1);
+    }).detach();
     srv.shutdown(std::chrono::seconds(30));
   }).detach();
   std::fprintf(stderr, "slm: serving %s on http://%s:%d (chat page at /, POST /v1/chat/completions, /v1/completions, GET /v1/models, /health, /metrics)\n",
