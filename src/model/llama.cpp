@@ -100,6 +100,10 @@ Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* k
       return Status::InvalidArgument(fmt::format(
           "[forward] position {} of sequence {} at batch index {} leaves a gap or repeats (expected {})", t.pos, t.seq, i,
           want < 0 ? fmt::format("at most {}", kv->length(t.seq)) : std::to_string(want)));
+    if (want < 0 && t.pos > 0 && t.pos < kv->min_rewind(t.seq))
+      return Status::InvalidArgument(fmt::format(
+          "[forward] position {} of sequence {} at batch index {} rewinds past what the sliding-window cache still "
+          "holds (from position {}, or restart at 0)", t.pos, t.seq, i, kv->min_rewind(t.seq)));
     want = t.pos + 1;
   }
   return Status::Ok();
@@ -165,6 +169,23 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
     return Status::InvalidArgument(fmt::format("[forward_layers] layers [{}, {}) are not all in the KV cache's [{}, {})",
                                                begin, end, kv.layer_begin(), kv.layer_end()));
   const int64_t n_tok = static_cast<int64_t>(batch.size());
+  if (kv.is_ring()) {
+    // A ring holds window + chunk - 1 positions: feed at most chunk tokens of a sequence at a time.
+    std::vector<int64_t> count(static_cast<size_t>(kv.n_seq()), 0);
+    size_t start = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (++count[static_cast<size_t>(batch[i].seq)] <= kv.ring_chunk()) continue;
+      const std::vector<BatchToken> part(batch.begin() + static_cast<long>(start), batch.begin() + static_cast<long>(i));
+      SLM_RETURN_IF_ERROR(forward_layers(part, begin, end, hidden + start * cfg_.n_embd, kv));
+      std::fill(count.begin(), count.end(), 0);
+      count[static_cast<size_t>(batch[i].seq)] = 1;
+      start = i;
+    }
+    if (start > 0) {
+      const std::vector<BatchToken> rest(batch.begin() + static_cast<long>(start), batch.end());
+      return forward_layers(rest, begin, end, hidden + start * cfg_.n_embd, kv);
+    }
+  }
   const int64_t D = cfg_.n_embd, hd = cfg_.head_dim, R = cfg_.n_rot;
   const int64_t Q = cfg_.n_head * hd, KV = cfg_.n_head_kv * hd, F = cfg_.n_ff;
   std::vector<float> x(n_tok * D), q(n_tok * Q), kb(n_tok * KV), vb(n_tok * KV), att(n_tok * Q), o(n_tok * D);

@@ -132,6 +132,62 @@ TEST_P(HfTinyDecoder, OneTokenPerCallMatchesToo) {
 INSTANTIATE_TEST_SUITE_P(Decoders, HfTinyDecoder,
                          ::testing::Values("qwen2", "mistral", "smollm2", "phi3", "gemma", "distilgpt2"));
 
+// A sliding-window cache much shorter than the context (a ring of window +
+// chunk - 1 positions, written twice) gives the reference logits however the
+// tokens come: all at once (fed in chunks), one per call, or several sequences
+// interleaved; a rewind past what the ring holds is refused.
+TEST(KvRing, SlidingWindowModelsMatchFromARing) {
+  for (const char* name : {"mistral", "phi3"}) {
+    const std::string dir = test::shared_data(std::string("models/hf-tiny/") + name);
+    SLM_REQUIRE_DATA(dir);
+    auto src = ModelSource::open(dir);
+    ASSERT_TRUE(src.ok()) << src.status().to_string();
+    const ModelConfig& c = (*src)->config();
+    ASSERT_EQ(c.sliding_window, 4);
+    Model m(c, (*src)->weights());
+    const json ref = load_json(dir + "/reference_logits.json");
+    const size_t n_seq = ref["sequences"].size(), len = ref["sequences"][0].size();
+    const int64_t V = c.n_vocab;
+    auto check = [&](const std::vector<BatchToken>& batch, const std::vector<float>& logits, const char* how) {
+      double worst = 0;
+      for (size_t i = 0; i < batch.size(); ++i)
+        for (int64_t v = 0; v < V; ++v)
+          worst = std::max(worst, std::fabs(logits[i * V + v] - ref["logits"][static_cast<size_t>(batch[i].seq)]
+                                                                       [static_cast<size_t>(batch[i].pos)][v].get<double>()));
+      EXPECT_LT(worst, 1e-4) << name << ", " << how;
+    };
+    // Ring of 4 + 2 - 1 = 5 positions (10 rows) for a context of 16.
+    KvCache kv(c, 0, c.n_layer, static_cast<int32_t>(n_seq), static_cast<int64_t>(len), DType::kF32, /*ring_chunk=*/2);
+    ASSERT_TRUE(kv.is_ring());
+    EXPECT_LT(kv.bytes(), KvCache(c, 0, c.n_layer, static_cast<int32_t>(n_seq), static_cast<int64_t>(len)).bytes());
+    std::vector<BatchToken> all;
+    for (size_t p = 0; p < len; ++p)
+      for (size_t s = 0; s < n_seq; ++s)
+        all.push_back({ref["sequences"][s][p].get<int32_t>(), static_cast<int64_t>(p), static_cast<int32_t>(s), true});
+    std::vector<float> logits;
+    ASSERT_TRUE(m.forward(all, kv, &logits).ok());
+    check(all, logits, "interleaved in one batch");
+    for (size_t s = 0; s < n_seq; ++s) {  // whole sequences, from position 0 again
+      std::vector<BatchToken> one;
+      for (const BatchToken& t : all)
+        if (t.seq == static_cast<int32_t>(s)) one.push_back(t);
+      ASSERT_TRUE(m.forward(one, kv, &logits).ok());
+      check(one, logits, "one sequence per batch");
+      for (const BatchToken& t : one) {
+        ASSERT_TRUE(m.forward({t}, kv, &logits).ok());
+        check({t}, logits, "one token per call");
+      }
+    }
+    // The slot holds 16 positions; the ring keeps the windows of the last 2.
+    Status st = m.forward({all[10 * n_seq]}, kv, &logits);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("rewinds past what the sliding-window cache still holds (from position 14"),
+              std::string::npos) << st.message();
+    ASSERT_TRUE(m.forward({all[15 * n_seq]}, kv, &logits).ok());
+    check({all[15 * n_seq]}, logits, "a rewind the ring still holds");
+  }
+}
+
 // slm convert's GGUF of each model: GGUF names and metadata, the same outputs.
 TEST_P(HfTiny, ConvertedToGgufGivesTheSameOutputs) {
   const std::string dir = test::shared_data(std::string("models/hf-tiny/") + GetParam());

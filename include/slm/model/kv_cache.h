@@ -4,10 +4,16 @@
 // Each slot knows how many positions it holds; a forward pass may append to
 // a slot or rewind it (overwrite from an earlier position), never leave a gap.
 // Memory is zeroed lazily by the OS, so an unused context costs nothing.
+// Sliding-window models (Mistral, Phi-3) with a context much longer than the
+// window keep a ring instead: window + chunk - 1 rows per sequence, each
+// written twice (at r and at r + ring rows) so that any window of positions
+// is contiguous; the forward pass then feeds at most `ring_chunk()` tokens of
+// a sequence at a time, so a batch never overwrites a row it still reads.
 // A sequence slot is owned by one caller at a time; distinct slots may be
 // written from different threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -26,8 +32,10 @@ class KvCache {
   static Result<std::unique_ptr<KvCache>> create(const ModelConfig& c, int64_t layer_begin, int64_t layer_end,
                                                  int32_t n_seq, int64_t n_ctx, DType type = DType::kF32);
   // The same for sizes the caller has checked (tests, small fixed caches).
+  // ring_chunk: tokens per sequence per step when the cache is a ring.
   KvCache(const ModelConfig& c, int64_t layer_begin, int64_t layer_end, int32_t n_seq, int64_t n_ctx,
-          DType type = DType::kF32);
+          DType type = DType::kF32, int64_t ring_chunk = kRingChunk);
+  static constexpr int64_t kRingChunk = 512;
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
@@ -40,11 +48,17 @@ class KvCache {
   size_t row_bytes() const { return row_bytes_; }  // one position's K (or V)
   size_t head_bytes() const { return row_bytes_ / static_cast<size_t>(n_head_kv_); }  // one KV head of a row
   size_t bytes() const { return 2 * bytes_per_buffer_; }
+  bool is_ring() const { return ring_ > 0; }
+  int64_t ring_chunk() const { return ring_chunk_; }
+  // The earliest position a batch may restart slot seq at (0, or for a ring
+  // one whose window the ring still holds).
+  int64_t min_rewind(int32_t seq) const { return ring_ > 0 ? std::max<int64_t>(0, length(seq) - ring_chunk_) : 0; }
 
   // Positions slot seq holds: [0, length).
   int64_t length(int32_t seq) const { return len_[static_cast<size_t>(seq)]; }
   void set_length(int32_t seq, int64_t n) { len_[static_cast<size_t>(seq)] = n; }
 
+  // Row of pos; the rows of the positions after it (up to a window) follow.
   const uint8_t* k(int64_t layer, int32_t seq, int64_t pos) const { return k_.get() + offset(layer, seq, pos); }
   const uint8_t* v(int64_t layer, int32_t seq, int64_t pos) const { return v_.get() + offset(layer, seq, pos); }
   // Stores one position's K and V (kv_dim floats each), converting to the cache type.
@@ -52,11 +66,16 @@ class KvCache {
 
  private:
   size_t offset(int64_t layer, int32_t seq, int64_t pos) const {
-    return ((static_cast<size_t>(layer - layer_begin_) * n_seq_ + seq) * n_ctx_ + pos) * row_bytes_;
+    const int64_t row = ring_ > 0 ? pos % ring_ : pos;
+    return ((static_cast<size_t>(layer - layer_begin_) * n_seq_ + seq) * rows_ + row) * row_bytes_;
   }
+  void store_row(size_t offset, const float* k, const float* v);
   int64_t layer_begin_, layer_end_;
   int32_t n_seq_;
   int64_t n_ctx_, kv_dim_, n_head_kv_;
+  int64_t ring_chunk_;
+  int64_t ring_ = 0;  // rows of one copy of the ring (0: no ring)
+  int64_t rows_;      // rows per sequence and layer: n_ctx, or 2 * ring_
   DType type_;
   size_t row_bytes_, bytes_per_buffer_;
   std::unique_ptr<uint8_t, decltype(&std::free)> k_{nullptr, &std::free}, v_{nullptr, &std::free};
