@@ -75,6 +75,28 @@ TEST_P(ArchCli, GreedyNextTokenMatchesTransformersFromBothFormats) {
 INSTANTIATE_TEST_SUITE_P(Decoders, ArchCli,
                          ::testing::Values("qwen2", "mistral", "smollm2", "phi3", "gemma", "distilgpt2"));
 
+// slm info names the architecture and the features that matter for it.
+TEST(ArchCliInfo, NamesArchitectureAndFeatures) {
+  const std::pair<const char*, std::vector<const char*>> cases[] = {
+      {"qwen2", {"arch qwen2", "qkv bias", "multi-query attention"}},
+      {"mistral", {"arch mistral", "sliding window 4"}},
+      {"smollm2", {"arch llama", "tied output", "rope theta 100000"}},
+      {"phi3", {"arch phi3", "partial rotary (6 of 8 dims)", "sliding window 4", "grouped-query attention"}},
+      {"gemma", {"arch gemma", "RMSNorm (1 + weight)", "GeGLU", "GELU (tanh)", "embeddings scaled by 2.82843",
+                 "head dim 6 independent"}},
+      {"distilgpt2", {"arch gpt2", "learned positions", "LayerNorm with bias", "MLP (GELU (tanh))"}},
+      {"bert", {"arch bert", "bidirectional attention", "token types", "post-norm blocks", "GELU (erf)", "pooler (tanh)"}},
+      {"distilbert", {"arch distilbert", "bidirectional attention", "mean pooling"}},
+  };
+  for (const auto& [model, needles] : cases) {
+    const std::string dir = test::shared_data(std::string("models/hf-tiny/") + model);
+    SLM_REQUIRE_DATA(dir);
+    std::string out;
+    ASSERT_EQ(test::run_command(test::slm_binary() + " info " + dir + " 2>&1", &out), 0) << out;
+    for (const char* n : needles) EXPECT_NE(out.find(n), std::string::npos) << model << ": no '" << n << "' in\n" << out;
+  }
+}
+
 TEST(ArchCliEmbed, MeanOfTheReferenceHiddenStates) {
   const std::string dir = test::shared_data("models/hf-tiny/distilbert");
   SLM_REQUIRE_DATA(dir);
