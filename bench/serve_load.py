@@ -4,9 +4,11 @@
 Starts the server (or uses --url), then for each concurrency N runs N client
 threads, each sending --requests streamed completions one after another
 (max_tokens tokens each, ignore_eos so every request generates all of them).
-Prints a markdown table: aggregate generated tokens/s over the wall time of
-the round, its ratio to one stream, and p50/p99 time to first token (TTFT) and
-inter-token latency (ITL, between consecutive streamed chunks; one token each).
+The rounds of all concurrencies are interleaved and repeated (--repeat), so a
+machine whose load changes affects them alike. Prints a markdown table: the
+median over repeats of the aggregate generated tokens/s (over a round's wall
+time), its ratio to one stream, and p50/p99 time to first token (TTFT) and
+inter-token latency (ITL, between consecutive streamed tokens) over all rounds.
 
 Standard library only. Example (the README's table):
   build/slm gen-model --preset 110m --vocab 512 --type Q4_0 --out /tmp/m.gguf
@@ -74,8 +76,8 @@ def one_request(host, port, body):
     return ttft, itl, n_tok
 
 
-def run_round(host, port, n_streams, n_requests, max_tokens):
-    ttfts, itls, tokens, errors = [], [], [0], []
+def run_round(host, port, n_streams, n_requests, max_tokens, ttfts, itls):
+    tokens, errors = [0], []
     lock = threading.Lock()
     start = threading.Barrier(n_streams)
 
@@ -105,9 +107,7 @@ def run_round(host, port, n_streams, n_requests, max_tokens):
     wall = time.perf_counter() - t0
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, first: {errors[0]}")
-    return {"streams": n_streams, "tokens": tokens[0], "seconds": wall, "tps": tokens[0] / wall,
-            "ttft_p50": percentile(ttfts, 50), "ttft_p99": percentile(ttfts, 99),
-            "itl_p50": percentile(itls, 50), "itl_p99": percentile(itls, 99)}
+    return tokens[0] / wall
 
 
 def main():
@@ -120,6 +120,7 @@ def main():
     ap.add_argument("--requests", type=int, default=3, help="requests per stream (default 3)")
     ap.add_argument("--max-tokens", type=int, default=64, help="tokens per request (default 64)")
     ap.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per concurrency, interleaved (default 3)")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     a = ap.parse_args()
     streams = [int(s) for s in a.streams.split(",")]
@@ -147,7 +148,15 @@ def main():
                     sys.exit(f"serve_load: the server exited with {server.returncode}")
                 time.sleep(0.1)
         one_request(host, port, {"prompt": "warm up", "max_tokens": 8, "stream": True})
-        rows = [run_round(host, port, n, a.requests, a.max_tokens) for n in streams]
+        tps = {n: [] for n in streams}
+        ttfts = {n: [] for n in streams}
+        itls = {n: [] for n in streams}
+        for _ in range(a.repeat):
+            for n in streams:
+                tps[n].append(run_round(host, port, n, a.requests, a.max_tokens, ttfts[n], itls[n]))
+        rows = [{"streams": n, "tps": percentile(tps[n], 50), "tps_all": tps[n],
+                 "ttft_p50": percentile(ttfts[n], 50), "ttft_p99": percentile(ttfts[n], 99),
+                 "itl_p50": percentile(itls[n], 50), "itl_p99": percentile(itls[n], 99)} for n in streams]
     finally:
         if server:
             server.terminate()
@@ -157,10 +166,11 @@ def main():
         for r in rows:
             print(json.dumps(r))
         return
-    print("| streams | aggregate tok/s | vs 1 stream | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| streams | aggregate tok/s | rounds' range | vs 1 stream | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['streams']} | {r['tps']:.1f} | {r['tps'] / base:.2f}x | {1e3 * r['ttft_p50']:.0f} | "
+        print(f"| {r['streams']} | {r['tps']:.1f} | {min(r['tps_all']):.0f}-{max(r['tps_all']):.0f} | "
+              f"{r['tps'] / base:.2f}x | {1e3 * r['ttft_p50']:.0f} | "
               f"{1e3 * r['ttft_p99']:.0f} | {1e3 * r['itl_p50']:.1f} | {1e3 * r['itl_p99']:.1f} |")
 
 
