@@ -4,9 +4,9 @@
 #include <climits>
 #include <cmath>
 
+#include "slm/core/assert.h"
 #include "slm/kernels/attention.h"
 #include "slm/kernels/ops.h"
-#include "slm/core/assert.h"
 #include "slm/kernels/quant.h"
 
 namespace slm::model {

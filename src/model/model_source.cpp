@@ -408,14 +408,29 @@ Status ModelSource::open_safetensors() {
     c.norm_eps = 1e-12f;  // fixed in DistilBERT's modeling code
     c.act = get_act("activation", "gelu");
   } else {
+    // The *Config classes' defaults for what a config.json may leave out.
+    struct Defaults {
+      const char* arch;
+      int64_t vocab, ctx, n_head_kv;  // n_head_kv 0: the head count
+      double eps;
+    };
+    static const Defaults kDefaults[] = {
+        {"llama", 32000, 2048, 0, 1e-6},   {"mistral", 32000, 4096 * 32, 8, 1e-6}, {"qwen2", 151936, 32768, 32, 1e-6},
+        {"phi3", 32064, 4096, 0, 1e-5},    {"gemma", 256000, 8192, 16, 1e-6},      {"bert", 30522, 512, 0, 1e-12},
+    };
+    Defaults d = kDefaults[0];
+    for (const Defaults& e : kDefaults)
+      if (c.arch == e.arch) d = e;
     c.n_embd = get_int("hidden_size", 0, true);
     c.n_ff = get_int("intermediate_size", 0, true);
     c.n_layer = get_int("num_hidden_layers", 0, true);
     c.n_head = get_int("num_attention_heads", 0, true);
-    c.n_vocab = get_int("vocab_size", c.arch == "bert" ? 30522 : 32000, false);
-    c.n_ctx_train = get_int("max_position_embeddings", c.arch == "bert" ? 512 : 2048, false);
+    c.n_vocab = get_int("vocab_size", d.vocab, false);
+    c.n_ctx_train = get_int("max_position_embeddings", d.ctx, false);
+    c.n_head_kv = get_int("num_key_value_heads", d.n_head_kv > 0 ? d.n_head_kv : c.n_head, false);
+    c.norm_eps = static_cast<float>(get_float(c.arch == "bert" ? "layer_norm_eps" : "rms_norm_eps", d.eps));
   }
-  c.n_head_kv = get_int("num_key_value_heads", c.n_head, false);
+  if (c.arch == "gpt2" || c.arch == "distilbert") c.n_head_kv = c.n_head;
   c.head_dim = get_int("head_dim", c.arch == "gemma" ? 256 : c.n_head > 0 ? c.n_embd / c.n_head : 0, false);
   c.n_rot = c.learned_pos ? 0 : c.head_dim;
   c.rope_theta = static_cast<float>(get_float("rope_theta", 10000.0));
@@ -423,14 +438,12 @@ Status ModelSource::open_safetensors() {
   c.eos_id = static_cast<int32_t>(j.contains("eos_token_id") && j["eos_token_id"].is_array() ? -1 : get_int("eos_token_id", -1, false));
   c.rope_interleaved = false;  // HF checkpoints use rotate_half pairing
   if (c.arch == "bert") {
-    c.norm_eps = static_cast<float>(get_float("layer_norm_eps", 1e-12));
     c.act = get_act("hidden_act", "gelu");
     c.n_token_types = get_int("type_vocab_size", 2, false);
     const std::string pos = get_str("position_embedding_type");
     if (!pos.empty() && pos != "absolute")
       return Status::Unsupported(fmt::format("{}: position_embedding_type '{}' (slm supports absolute)", cfg_path, pos));
   } else if (!c.is_encoder() && c.arch != "gpt2") {
-    c.norm_eps = static_cast<float>(get_float("rms_norm_eps", 1e-6));
     c.tied_output = get_bool("tie_word_embeddings", c.arch == "gemma");
   }
   if (c.arch == "mistral") {

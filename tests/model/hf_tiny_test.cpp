@@ -471,6 +471,9 @@ TEST(HfTinyBadConfig, NamesWhatIsWrong) {
        "'blk.0.attn_qkv.weight' has shape [64, 32], but the config implies [96, 32]"},
       {"phi3", [](json* c) { (*c)["intermediate_size"] = 48; }, Status::Code::kInvalidArgument, "ffn_up.weight"},
       {"gemma", [](json* c) { (*c)["head_dim"] = 4; }, Status::Code::kInvalidArgument, "attn_q.weight"},
+      // Left out, a key takes Hugging Face's default: MistralConfig has 8 KV heads.
+      {"mistral", [](json* c) { c->erase("num_key_value_heads"); }, Status::Code::kInvalidArgument,
+       "KV head count is 8, expected a divisor of the head count"},
       {"gemma", [](json* c) { (*c)["hidden_activation"] = "relu"; }, Status::Code::kUnsupported, "activation 'relu'"},
       {"gemma", [](json* c) { (*c)["hidden_activation"] = 5; }, Status::Code::kInvalidArgument,
        "'hidden_activation' is 5, expected a name"},
