@@ -60,9 +60,11 @@ Result<std::shared_ptr<Job>> Scheduler::submit(std::vector<int32_t> prompt, cons
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (draining_ || stop_) return Status::Unsupported("the server is shutting down");
-    if (static_cast<int32_t>(queue_.size()) >= opt_.max_queue)
-      return Status::Unsupported("the server is busy: " + std::to_string(queue_.size()) +
-                                 " requests are already waiting; retry later");
+    // Unfinished jobs: at most n_parallel run and max_queue wait.
+    if (n_live_ >= opt_.n_parallel + opt_.max_queue)
+      return Status::Unsupported("the server is busy: " + std::to_string(opt_.n_parallel) + " requests running and " +
+                                 std::to_string(queue_.size()) + " waiting; retry later");
+    ++n_live_;
     queue_.push_back(job);
     gauges_.queue_depth = static_cast<int64_t>(queue_.size());
   }
@@ -89,6 +91,7 @@ bool Scheduler::drain(std::chrono::milliseconds grace) {
 
 void Scheduler::finish(Job& job, const std::string& reason) {
   if (reason == "cancelled") ++metrics_->cancelled;
+  --n_live_;
   std::lock_guard<std::mutex> lock(job.mutex_);
   job.finished_ = true;
   job.finish_reason_ = reason;

@@ -503,6 +503,20 @@ TEST(ServeBatching, FullQueueIs503) {
   EXPECT_EQ(metric(m->body, "slm_rejected_total"), busy.load());
 }
 
+TEST(ServeBatching, NoQueueStillServesUpToTheSlots) {
+  const std::string model = test::shared_data(kModelRel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.n_parallel = 2;
+  opt.max_queue = 0;
+  RunningServer srv(model, opt);
+  for (int i = 0; i < 3; ++i) {
+    auto r = srv.client()->Post("/v1/completions", R"({"prompt":"Once","max_tokens":5})", "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+}
+
 TEST(ServeBatching, ClientHangupCancelsAndFreesTheSlot) {
   const std::string model = test::shared_data(kModelRel);
   SLM_REQUIRE_DATA(model);

@@ -108,6 +108,7 @@ class Scheduler {
   std::vector<std::shared_ptr<Job>> running_;  // guarded by mutex_
   SchedulerGauges gauges_;                     // guarded by mutex_; refreshed every step
   bool draining_ = false, stop_ = false;       // guarded by mutex_
+  std::atomic<int32_t> n_live_{0};             // submitted, not finished; grows under mutex_
   std::thread thread_;
 };
 
