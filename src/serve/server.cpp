@@ -354,6 +354,8 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
                            {"code", gone ? "cancelled" : "generation_failed"}}}};
   };
   res.set_header("Cache-Control", "no-cache");
+  // However the response ends (even before its first byte), the job ends with it.
+  auto release = [job](bool) { job->cancel(); };
   if (stream) {
     res.set_chunked_content_provider("text/event-stream", [=, this](size_t, httplib::DataSink& sink) {
       auto send = [&](const std::string& data) {
@@ -383,7 +385,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
       send("[DONE]");
       sink.done();
       return true;
-    });
+    }, release);
     return;
   }
   // Whole: the JSON comes at the end. While waiting, a space (JSON allows leading
@@ -411,7 +413,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
     sink.write(body.data(), body.size());
     sink.done();
     return true;
-  });
+  }, release);
 }
 
 void Server::Impl::routes() {
