@@ -505,7 +505,20 @@ void GgufWriter::set_i32_array(const std::string& key, const std::vector<int32_t
 
 void GgufWriter::add_tensor(const std::string& name, uint32_t type, const std::vector<int64_t>& shape,
                             std::vector<uint8_t> bytes) {
-  tensors_.push_back({name, type, shape, std::move(bytes)});
+  const size_t n = bytes.size();
+  tensors_.push_back({name, type, shape, std::move(bytes), n, nullptr});
+}
+
+void GgufWriter::add_tensor(const std::string& name, uint32_t type, const std::vector<int64_t>& shape, size_t nbytes,
+                            TensorFill fill) {
+  tensors_.push_back({name, type, shape, {}, nbytes, std::move(fill)});
+}
+
+const std::vector<uint8_t>& GgufWriter::bytes_of(const T& t, std::vector<uint8_t>* scratch) {
+  if (!t.fill) return t.bytes;
+  scratch->assign(t.nbytes, 0);
+  t.fill(scratch->data());
+  return *scratch;
 }
 
 namespace {
@@ -576,7 +589,7 @@ std::vector<uint8_t> GgufWriter::serialize_header(size_t alignment) const {
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) put<uint64_t>(out, static_cast<uint64_t>(*it));
     put<uint32_t>(out, t.type);
     put<uint64_t>(out, offset);
-    offset += (t.bytes.size() + alignment - 1) / alignment * alignment;
+    offset += (t.nbytes + alignment - 1) / alignment * alignment;
   }
   out.resize((out.size() + alignment - 1) / alignment * alignment, 0);
   return out;
@@ -585,8 +598,10 @@ std::vector<uint8_t> GgufWriter::serialize_header(size_t alignment) const {
 std::vector<uint8_t> GgufWriter::serialize(size_t alignment) const {
   alignment = layout_alignment(alignment);
   std::vector<uint8_t> out = serialize_header(alignment);
+  std::vector<uint8_t> scratch;
   for (const auto& t : tensors_) {
-    out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+    const std::vector<uint8_t>& b = bytes_of(t, &scratch);
+    out.insert(out.end(), b.begin(), b.end());
     out.resize((out.size() + alignment - 1) / alignment * alignment, 0);
   }
   return out;
@@ -599,9 +614,11 @@ Status GgufWriter::write(const std::string& path) const {
   std::vector<uint8_t> header = serialize_header(align);
   SLM_RETURN_IF_ERROR(f->append(header.data(), header.size()));
   const std::vector<uint8_t> zeros(align, 0);
+  std::vector<uint8_t> scratch;
   for (const auto& t : tensors_) {
-    SLM_RETURN_IF_ERROR(f->append(t.bytes.data(), t.bytes.size()));
-    const size_t pad = (align - t.bytes.size() % align) % align;
+    const std::vector<uint8_t>& b = bytes_of(t, &scratch);
+    SLM_RETURN_IF_ERROR(f->append(b.data(), b.size()));
+    const size_t pad = (align - b.size() % align) % align;
     SLM_RETURN_IF_ERROR(f->append(zeros.data(), pad));
   }
   return f->commit();

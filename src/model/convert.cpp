@@ -60,12 +60,6 @@ void write_metadata(const ModelSource& src, const std::string& arch, io::GgufWri
   if (c.eos_id >= 0) w->set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_id));
 }
 
-std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
-  std::vector<uint8_t> b(v.size() * sizeof(float));
-  std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-
 }  // namespace
 
 Result<ConvertReport> convert_to_gguf(const ModelSource& src, const std::string& out_path) {
@@ -77,47 +71,56 @@ Result<ConvertReport> convert_to_gguf(const ModelSource& src, const std::string&
   io::GgufWriter w;
   write_metadata(src, arch, &w);
   ConvertReport rep;
-  auto add = [&](const std::string& name, DType t, const std::vector<int64_t>& shape, std::vector<uint8_t> bytes) {
+  // Tensors of the model are made as the file is written, one at a time: a
+  // converter of a 7B model must not hold it twice in memory.
+  auto add = [&](const std::string& name, DType t, const std::vector<int64_t>& shape, size_t nbytes,
+                 io::GgufWriter::TensorFill fill) {
     rep.n_tensors++;
-    rep.bytes += static_cast<int64_t>(bytes.size());
-    w.add_tensor(name, io::ggml_from_dtype(t), shape, std::move(bytes));
+    rep.bytes += static_cast<int64_t>(nbytes);
+    w.add_tensor(name, io::ggml_from_dtype(t), shape, nbytes, std::move(fill));
+  };
+  auto add_f32 = [&](const std::string& name, const std::vector<float>& v) {
+    const size_t n = v.size() * sizeof(float);
+    add(name, DType::kF32, {static_cast<int64_t>(v.size())}, n, [v, n](uint8_t* dst) { std::memcpy(dst, v.data(), n); });
   };
   // Hugging Face's rotate-half q/k rows, reordered so that GGUF's interleaved pairs (2i, 2i+1) hold them.
   const bool permute_qk = hf && (c.arch == "llama" || c.arch == "mistral");
+  const bool plus_one = c.norm_plus_one && !c.norm_plus_one_stored;  // Gemma's GGUF stores 1 + w
   for (const std::string& name : src.stored_tensor_names()) {
     if (c.tied_output && name == "output.weight") continue;  // a tied lm_head is the embedding
     SLM_ASSIGN_OR_RETURN(TensorView t, src.stored_tensor(name));
     const auto* data = static_cast<const uint8_t*>(t.data);
     if (t.shape.size() == 1 && (ends_with(name, "norm.weight") || ends_with(name, "norm.bias"))) {
-      std::vector<float> v(static_cast<size_t>(t.numel()));
-      kernels::dequantize_row_ref(t.dtype, t.data, v.data(), t.numel());
-      if (c.norm_plus_one && !c.norm_plus_one_stored && ends_with(name, "norm.weight"))
-        for (float& e : v) e += 1.0f;  // Gemma's GGUF stores 1 + w
-      add(name, DType::kF32, t.shape, f32_bytes(v));
-      continue;
-    }
-    std::vector<uint8_t> bytes(data, data + t.nbytes);
-    std::vector<int64_t> shape = t.shape;
-    if (src.stored_transposed(name)) {
+      const bool add_one = plus_one && ends_with(name, "norm.weight");
+      add(name, DType::kF32, t.shape, static_cast<size_t>(t.numel()) * sizeof(float), [t, add_one](uint8_t* dst) {
+        auto* f = reinterpret_cast<float*>(dst);
+        kernels::dequantize_row_ref(t.dtype, t.data, f, t.numel());
+        if (add_one)
+          for (int64_t i = 0; i < t.numel(); ++i) f[i] += 1.0f;
+      });
+    } else if (src.stored_transposed(name)) {
       const int64_t rows = t.shape[0], cols = t.shape[1];
-      const size_t es = row_bytes(t.dtype, 1);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t col = 0; col < cols; ++col)
-          std::memcpy(&bytes[static_cast<size_t>(col * rows + r) * es], data + static_cast<size_t>(r * cols + col) * es, es);
-      shape = {cols, rows};
+      add(name, t.dtype, {cols, rows}, t.nbytes, [=](uint8_t* dst) {
+        const size_t es = row_bytes(t.dtype, 1);
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t col = 0; col < cols; ++col)
+            std::memcpy(dst + static_cast<size_t>(col * rows + r) * es, data + static_cast<size_t>(r * cols + col) * es, es);
+      });
     } else if (permute_qk && (ends_with(name, "attn_q.weight") || ends_with(name, "attn_k.weight") ||
                               ends_with(name, "attn_q.bias") || ends_with(name, "attn_k.bias"))) {
       const int64_t hd = c.head_dim, half = c.n_rot / 2;
-      const size_t rb = t.shape.size() == 1 ? row_bytes(t.dtype, 1) : row_bytes(t.dtype, t.cols());
-      const int64_t n_rows = t.shape[0];
-      for (int64_t r = 0; r < n_rows; ++r) {
-        const int64_t h = r / hd, i = r % hd;
-        // GGUF row h*hd + 2j (+1) is Hugging Face row h*hd + j (+ half); dims past n_rot stay.
-        const int64_t from = i < 2 * half ? h * hd + (i % 2 == 0 ? i / 2 : i / 2 + half) : r;
-        std::memcpy(&bytes[static_cast<size_t>(r) * rb], data + static_cast<size_t>(from) * rb, rb);
-      }
+      add(name, t.dtype, t.shape, t.nbytes, [=](uint8_t* dst) {
+        const size_t rb = t.shape.size() == 1 ? row_bytes(t.dtype, 1) : row_bytes(t.dtype, t.cols());
+        for (int64_t r = 0; r < t.shape[0]; ++r) {
+          const int64_t h = r / hd, i = r % hd;
+          // GGUF row h*hd + 2j (+1) is Hugging Face row h*hd + j (+ half); dims past n_rot stay.
+          const int64_t from = i < 2 * half ? h * hd + (i % 2 == 0 ? i / 2 : i / 2 + half) : r;
+          std::memcpy(dst + static_cast<size_t>(r) * rb, data + static_cast<size_t>(from) * rb, rb);
+        }
+      });
+    } else {
+      add(name, t.dtype, t.shape, t.nbytes, [data, n = t.nbytes](uint8_t* dst) { std::memcpy(dst, data, n); });
     }
-    add(name, t.dtype, shape, std::move(bytes));
   }
   if (c.rope_scaling == RopeScaling::kLlama3 && hf) {
     // llama.cpp keeps Llama 3's scaling as per-pair frequency divisors.
@@ -126,12 +129,11 @@ Result<ConvertReport> convert_to_gguf(const ModelSource& src, const std::string&
     const std::vector<float> base = plain.rope_freqs(), scaled = c.rope_freqs();
     std::vector<float> div(base.size());
     for (size_t i = 0; i < div.size(); ++i) div[i] = base[i] / scaled[i];
-    add("rope_freqs.weight", DType::kF32, {static_cast<int64_t>(div.size())}, f32_bytes(div));
+    add_f32("rope_freqs.weight", div);
   }
   if (c.rope_scaling == RopeScaling::kLongRope && hf) {
-    add("rope_factors_long.weight", DType::kF32, {static_cast<int64_t>(c.rope_long_factor.size())}, f32_bytes(c.rope_long_factor));
-    add("rope_factors_short.weight", DType::kF32, {static_cast<int64_t>(c.rope_short_factor.size())},
-        f32_bytes(c.rope_short_factor));
+    add_f32("rope_factors_long.weight", c.rope_long_factor);
+    add_f32("rope_factors_short.weight", c.rope_short_factor);
   }
   SLM_RETURN_IF_ERROR(w.write(out_path).with_context("[convert] " + out_path));
   return rep;

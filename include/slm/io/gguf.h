@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -122,6 +123,12 @@ class GgufWriter {
   // shape outermost first; bytes must hold the tensor in ggml_type's layout.
   void add_tensor(const std::string& name, uint32_t ggml_type, const std::vector<int64_t>& shape,
                   std::vector<uint8_t> bytes);
+  // The same with bytes made only when they are written: fill writes exactly
+  // nbytes to dst. write() then holds one such tensor in memory at a time
+  // (converters of large models); fill must outlive the writer's use.
+  using TensorFill = std::function<void(uint8_t* dst)>;
+  void add_tensor(const std::string& name, uint32_t ggml_type, const std::vector<int64_t>& shape, size_t nbytes,
+                  TensorFill fill);
   // The whole file. A general.alignment key set on the writer overrides the
   // alignment argument (readers go by the key).
   std::vector<uint8_t> serialize(size_t alignment = 32) const;
@@ -137,7 +144,11 @@ class GgufWriter {
     uint32_t type;
     std::vector<int64_t> shape;
     std::vector<uint8_t> bytes;
+    size_t nbytes;
+    TensorFill fill;  // set: bytes is empty and made on write
   };
+  // The bytes of t: its own, or made by its fill into scratch.
+  static const std::vector<uint8_t>& bytes_of(const T& t, std::vector<uint8_t>* scratch);
   std::vector<T> tensors_;
 };
 
