@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -65,14 +66,15 @@ std::string BenchResult::to_json() const {
       "{{\"model\": \"{}\", \"isa\": \"{}\", \"threads\": {}, \"pp_tps\": {:.2f}, \"pp_tps_min\": {:.2f}, "
       "\"pp_tps_max\": {:.2f}, \"tg_tps\": {:.2f}, \"tg_tps_min\": {:.2f}, \"tg_tps_max\": {:.2f}, "
       "\"weight_mib_per_token\": {:.2f}, \"tg_gbps\": {:.2f}, \"read_gbps\": {:.2f}, \"tg_vs_read\": {:.3f}, "
-      "\"peak_rss_mib\": {:.1f}, \"model_mib\": {:.1f}, \"kv_mib\": {:.1f}}}",
+      "\"peak_rss_mib\": {:.1f}, \"model_mib\": {:.1f}, \"kv_mib\": {:.1f}, \"parallel\": {}, "
+      "\"tg_batch_tps\": {:.2f}, \"tg_batch_tps_min\": {:.2f}, \"tg_batch_tps_max\": {:.2f}}}",
       model, isa, n_threads, pp_tps, pp_tps_min, pp_tps_max, tg_tps, tg_tps_min, tg_tps_max,
       weight_bytes_per_token / (1 << 20), tg_gbps, read_gbps, read_gbps > 0 ? tg_gbps / read_gbps : 0.0, peak_rss_mib,
-      model_mib, kv_mib);
+      model_mib, kv_mib, n_parallel, tg_batch_tps, tg_batch_tps_min, tg_batch_tps_max);
 }
 
 std::string BenchResult::to_text() const {
-  return fmt::format(
+  std::string out = fmt::format(
       "model        {}\n"
       "kernels      {}, {} threads\n"
       "prompt       {:.1f} tok/s (min {:.1f}, max {:.1f})\n"
@@ -82,6 +84,11 @@ std::string BenchResult::to_text() const {
       model, isa, n_threads, pp_tps, pp_tps_min, pp_tps_max, tg_tps, tg_tps_min, tg_tps_max,
       weight_bytes_per_token / (1 << 20), tg_gbps, read_gbps > 0 ? 100 * tg_gbps / read_gbps : 0.0, read_gbps,
       peak_rss_mib, model_mib, kv_mib);
+  if (n_parallel > 1)
+    out += fmt::format("batched      {:.1f} tok/s over {} sequences together (min {:.1f}, max {:.1f}), {:.2f}x generation\n",
+                       tg_batch_tps, n_parallel, tg_batch_tps_min, tg_batch_tps_max,
+                       tg_tps > 0 ? tg_batch_tps / tg_tps : 0.0);
+  return out;
 }
 
 Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions& opt,
@@ -89,6 +96,8 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
   if (opt.n_prompt < 1 || opt.n_gen < 1 || opt.reps < 1)
     return Status::InvalidArgument(fmt::format("[bench] -p {}, -n {}, --reps {}: each must be at least 1", opt.n_prompt,
                                                opt.n_gen, opt.reps));
+  if (opt.n_parallel < 0 || opt.n_parallel > 1024)
+    return Status::InvalidArgument(fmt::format("[bench] --parallel {}, expected 0 to 1024", opt.n_parallel));
   if (opt.n_threads > 0) omp_set_num_threads(opt.n_threads);
   SLM_ASSIGN_OR_RETURN(auto src, model::ModelSource::open(model_path));
   const model::ModelConfig& c = src->config();
@@ -115,14 +124,20 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.n_vocab - 1));
   std::vector<double> pp, tg;
   std::vector<float> logits;
-  const int total = opt.reps * 2;
+  const int n_par = opt.n_parallel > 1 ? opt.n_parallel : 0;
+  std::unique_ptr<model::KvCache> kv_par;
+  if (n_par > 0) {
+    SLM_ASSIGN_OR_RETURN(kv_par, model::KvCache::create(c, 0, c.n_layer, n_par, n_ctx, opt.kv_type));
+  }
+  std::vector<double> tgb;
+  const int total = opt.reps * (n_par > 0 ? 3 : 2);
   for (int rep = 0; rep < opt.reps; ++rep) {
     std::vector<model::BatchToken> batch;
     for (int32_t i = 0; i < opt.n_prompt; ++i) batch.push_back({tok(rng), i, 0, i + 1 == opt.n_prompt});
     double t0 = now();
     SLM_RETURN_IF_ERROR(m.forward(batch, kv, &logits));
     pp.push_back(opt.n_prompt / (now() - t0));
-    if (progress) progress(rep * 2 + 1, total);
+    if (progress) progress(rep * (n_par > 0 ? 3 : 2) + 1, total);
 
     t0 = now();
     for (int32_t i = 0; i < opt.n_gen; ++i) {
@@ -130,12 +145,41 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
       SLM_RETURN_IF_ERROR(m.forward({{next, opt.n_prompt + i, 0, true}}, kv, &logits));
     }
     tg.push_back(opt.n_gen / (now() - t0));
-    if (progress) progress(rep * 2 + 2, total);
+    if (progress) progress(rep * (n_par > 0 ? 3 : 2) + 2, total);
+    if (n_par == 0) continue;
+
+    // The same generation for n_par sequences at once: each has its own prompt
+    // (untimed), then every step is one forward pass with one token of each.
+    std::vector<int32_t> next(static_cast<size_t>(n_par));
+    for (int32_t s = 0; s < n_par; ++s) {
+      std::vector<model::BatchToken> prompt;
+      for (int32_t i = 0; i < opt.n_prompt; ++i) prompt.push_back({tok(rng), i, s, i + 1 == opt.n_prompt});
+      SLM_RETURN_IF_ERROR(m.forward(prompt, *kv_par, &logits));
+      next[static_cast<size_t>(s)] = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    }
+    t0 = now();
+    for (int32_t i = 0; i < opt.n_gen; ++i) {
+      std::vector<model::BatchToken> step;
+      for (int32_t s = 0; s < n_par; ++s) step.push_back({next[static_cast<size_t>(s)], opt.n_prompt + i, s, true});
+      SLM_RETURN_IF_ERROR(m.forward(step, *kv_par, &logits));
+      for (int32_t s = 0; s < n_par; ++s) {
+        const auto row = logits.begin() + static_cast<int64_t>(s) * c.n_vocab;
+        next[static_cast<size_t>(s)] = static_cast<int32_t>(std::max_element(row, row + c.n_vocab) - row);
+      }
+    }
+    tgb.push_back(static_cast<double>(n_par) * opt.n_gen / (now() - t0));
+    if (progress) progress(rep * 3 + 3, total);
   }
   const Spread p = spread(pp), g = spread(tg);
   r.pp_tps = p.median; r.pp_tps_min = p.min; r.pp_tps_max = p.max;
   r.tg_tps = g.median; r.tg_tps_min = g.min; r.tg_tps_max = g.max;
   r.tg_gbps = per_token * r.tg_tps / 1e9;
+  if (n_par > 0) {
+    const Spread b = spread(tgb);
+    r.n_parallel = n_par;
+    r.tg_batch_tps = b.median; r.tg_batch_tps_min = b.min; r.tg_batch_tps_max = b.max;
+    r.kv_mib += static_cast<double>(kv_par->bytes()) / (1 << 20);
+  }
   r.peak_rss_mib = peak_rss_mib();  // before the probe's buffer
   r.read_gbps = probe_read_gbps(r.n_threads);
   return r;

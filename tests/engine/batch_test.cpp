@@ -2,6 +2,8 @@
 // the same greedy tokens as each decoded alone by Session (a separate code path).
 #include "slm/engine/batch.h"
 
+#include "slm/engine/bench.h"
+
 #include <map>
 
 #include "test_util.h"
@@ -149,6 +151,25 @@ TEST(BatchGenerator, ContextEndAndBadInput) {
   BatchOptions bad;
   bad.n_slots = 0;
   EXPECT_FALSE(BatchGenerator::create(*s, bad).ok());
+}
+
+// slm bench --parallel: the same generation for N sequences in one forward pass each step.
+TEST(BatchGenerator, BenchMeasuresBatchedGeneration) {
+  SLM_REQUIRE_DATA(test::shared_data(kModelRel));
+  BenchOptions bo;
+  bo.n_prompt = 8;
+  bo.n_gen = 16;
+  bo.reps = 1;
+  bo.n_threads = 1;
+  bo.n_parallel = 4;
+  auto r = run_bench(test::shared_data(kModelRel), bo);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->n_parallel, 4);
+  EXPECT_GT(r->tg_batch_tps, 0);
+  EXPECT_NE(r->to_text().find("over 4 sequences together"), std::string::npos) << r->to_text();
+  EXPECT_NE(r->to_json().find("\"parallel\": 4"), std::string::npos) << r->to_json();
+  bo.n_parallel = -1;
+  EXPECT_FALSE(run_bench(test::shared_data(kModelRel), bo).ok());
 }
 
 }  // namespace

@@ -542,6 +542,7 @@ int main(int argc, char** argv) {
   bench->add_option("-t,--threads", bo.n_threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   std::string bench_kv = "f32";
   bench->add_option("--kv-type", bench_kv, "KV cache type: f32 or f16");
+  bench->add_option("--parallel", bo.n_parallel, "Also generate N sequences decoded together (summed tok/s)")->check(CLI::Range(1, 1024));
   bench->add_flag("--json", bench_json, "Print one JSON object");
 
   EvalArgs ea;

@@ -20,6 +20,7 @@ struct BenchOptions {
   int32_t n_threads = 0;   // 0: all cores
   uint64_t seed = 1;
   DType kv_type = DType::kF32;
+  int32_t n_parallel = 0;  // > 1: also generate with this many sequences decoded together
 };
 
 struct BenchResult {
@@ -27,6 +28,8 @@ struct BenchResult {
   int32_t n_threads = 0;
   double pp_tps = 0, pp_tps_min = 0, pp_tps_max = 0;  // median, min and max over reps
   double tg_tps = 0, tg_tps_min = 0, tg_tps_max = 0;
+  int32_t n_parallel = 0;  // batched generation: sequences per forward pass (0: not run)
+  double tg_batch_tps = 0, tg_batch_tps_min = 0, tg_batch_tps_max = 0;  // tokens/s summed over them
   double weight_bytes_per_token = 0;  // bytes of weights a generated token reads
   double tg_gbps = 0;                 // achieved: weight bytes per token x tokens/s
   double read_gbps = 0;               // probe: this machine's read bandwidth now
