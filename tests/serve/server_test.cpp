@@ -430,9 +430,11 @@ TEST(ServeAuth, BearerKeyIsRequired) {
   auto ok = c->Get("/v1/models", {{"Authorization", "Bearer sk-test-123"}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
-  auto h = c->Get("/health");  // probes need no key
-  ASSERT_TRUE(h);
-  EXPECT_EQ(h->status, 200);
+  for (const char* open : {"/health", "/metrics", "/"}) {  // probes, metrics and the page need no key
+    auto h = c->Get(open);
+    ASSERT_TRUE(h) << open;
+    EXPECT_EQ(h->status, 200) << open;
+  }
 }
 
 // The value of an unlabelled metric in a Prometheus text page, or -1.
