@@ -391,7 +391,7 @@ Status ModelSource::open_safetensors() {
   if (c.arch == "gpt2") {
     c.n_embd = get_int("n_embd", 0, true);
     c.n_layer = get_int("n_layer", 0, true);
-    c.n_head = get_int("n_head", 0, true);
+    c.n_head = c.n_head_kv = get_int("n_head", 0, true);
     c.n_ff = get_int("n_inner", 4 * c.n_embd, false);
     c.n_vocab = get_int("vocab_size", 50257, false);
     c.n_ctx_train = get_int("n_positions", 1024, false);
@@ -401,7 +401,7 @@ Status ModelSource::open_safetensors() {
   } else if (c.arch == "distilbert") {
     c.n_embd = get_int("dim", 0, true);
     c.n_layer = get_int("n_layers", 0, true);
-    c.n_head = get_int("n_heads", 0, true);
+    c.n_head = c.n_head_kv = get_int("n_heads", 0, true);
     c.n_ff = get_int("hidden_dim", 0, true);
     c.n_vocab = get_int("vocab_size", 30522, false);
     c.n_ctx_train = get_int("max_position_embeddings", 512, false);
@@ -430,7 +430,6 @@ Status ModelSource::open_safetensors() {
     c.n_head_kv = get_int("num_key_value_heads", d.n_head_kv > 0 ? d.n_head_kv : c.n_head, false);
     c.norm_eps = static_cast<float>(get_float(c.arch == "bert" ? "layer_norm_eps" : "rms_norm_eps", d.eps));
   }
-  if (c.arch == "gpt2" || c.arch == "distilbert") c.n_head_kv = c.n_head;
   c.head_dim = get_int("head_dim", c.arch == "gemma" ? 256 : c.n_head > 0 ? c.n_embd / c.n_head : 0, false);
   c.n_rot = c.learned_pos ? 0 : c.head_dim;
   c.rope_theta = static_cast<float>(get_float("rope_theta", 10000.0));
@@ -456,16 +455,17 @@ Status ModelSource::open_safetensors() {
     c.sliding_window = get_int("sliding_window", 0, false);
     const double prf = get_float("partial_rotary_factor", 1.0);
     c.n_rot = static_cast<int64_t>(static_cast<double>(c.head_dim) * prf);
-    c.rope_orig_ctx = get_int("original_max_position_embeddings", c.n_ctx_train, false);
+    c.rope_orig_ctx = get_int("original_max_position_embeddings", 4096, false);
   } else if (c.arch == "gemma") {
     // Gemma's legacy hidden_act "gelu" means the tanh GELU; hidden_activation overrides it.
     c.act = get_act("hidden_activation", "gelu_pytorch_tanh");
     c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
   } else if (c.arch == "llama") {
-    c.attn_qkv_bias = c.attn_out_bias = get_bool("attention_bias", false);
     c.ffn_bias = get_bool("mlp_bias", false);
   }
-  if (c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2") c.act = get_act("hidden_act", "silu");
+  if (c.arch == "llama" || c.arch == "gemma") c.attn_qkv_bias = c.attn_out_bias = get_bool("attention_bias", false);
+  if (c.arch == "llama" || c.arch == "mistral" || c.arch == "qwen2" || c.arch == "phi3")
+    c.act = get_act("hidden_act", "silu");
   if (get_int("num_local_experts", 0, false) > 0)
     return Status::Unsupported(fmt::format("{}: mixture-of-experts models (num_local_experts)", cfg_path));
   SLM_RETURN_IF_ERROR(bad);
