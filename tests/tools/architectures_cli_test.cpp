@@ -131,6 +131,40 @@ TEST(ArchCliEmbed, MeanOfTheReferenceHiddenStates) {
   EXPECT_LT(worst, 1e-4);
 }
 
+// Text goes through the model's WordPiece tokenizer with [CLS] ... [SEP]: a
+// vocabulary of the tiny model's 11 ids written beside its weights.
+TEST(ArchCliEmbed, TextIsTokenizedWithClsAndSep) {
+  const std::string src = test::shared_data("models/hf-tiny/distilbert");
+  SLM_REQUIRE_DATA(src);
+  const std::string dir = tmp_path("distilbert_text");
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(src + "/config.json", dir + "/config.json");
+  std::filesystem::create_symlink(src + "/model.safetensors", dir + "/model.safetensors");
+  json vocab = {{"[PAD]", 0}, {"[UNK]", 1}, {"[CLS]", 2}, {"[SEP]", 3}, {"[MASK]", 4}, {"the", 5},
+                {"cat", 6},   {"sat", 7},   {"##s", 8},   {"on", 9},    {"mat", 10}};
+  json added = json::array();
+  for (int id = 0; id < 5; ++id)
+    added.push_back({{"id", id}, {"content", std::vector<std::string>{"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}[id]},
+                     {"special", true}, {"single_word", false}, {"lstrip", false}, {"rstrip", false}, {"normalized", false}});
+  const json tok = {{"version", "1.0"},
+                    {"added_tokens", added},
+                    {"normalizer", nullptr},
+                    {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
+                    {"post_processor", {{"type", "BertProcessing"}, {"cls", {"[CLS]", 2}}, {"sep", {"[SEP]", 3}}}},
+                    {"decoder", {{"type", "WordPiece"}, {"prefix", "##"}, {"cleanup", true}}},
+                    {"model", {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"continuing_subword_prefix", "##"},
+                               {"max_input_chars_per_word", 100}, {"vocab", vocab}}}};
+  std::ofstream(dir + "/tokenizer.json") << tok.dump();
+  std::string from_text, from_ids;
+  ASSERT_EQ(test::run_command("echo 'the cats sat on the mat' | " + test::slm_binary() + " embed " + dir + " 2>&1",
+                              &from_text), 0) << from_text;
+  ASSERT_EQ(test::run_command("echo '2 5 6 8 7 9 5 10 3' | " + test::slm_binary() + " embed " + dir + " --ids 2>&1",
+                              &from_ids), 0) << from_ids;
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(from_text, from_ids);
+  EXPECT_EQ(json::parse(from_text).size(), 8u);
+}
+
 TEST(ArchCliEmbed, RefusesDecodersAndTextWithoutTokenizer) {
   const std::string dir = test::shared_data("models/hf-tiny");
   SLM_REQUIRE_DATA(dir + "/bert");
