@@ -220,6 +220,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
       norm(attn_norm_[li], hidden, x.data(), n_tok);
       in = x.data();
     }
+    if (observer_) observer_(l, "attn_in", in, n_tok, D);
     linear(L.wq, L.bq, in, n_tok, q.data());
     linear(L.wk, L.bk, in, n_tok, kb.data());
     linear(L.wv, L.bv, in, n_tok, vb.data());
@@ -234,6 +235,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
       kv.store(l, bt.seq, bt.pos, &kb[t * KV], &vb[t * KV]);
     }
     attention(batch, l, q.data(), seq_end, kv, att.data());
+    if (observer_) observer_(l, "attn_output", att.data(), n_tok, Q);
     linear(L.wo, L.bo, att.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
     if (cfg_.post_norm) norm(attn_norm_[li], hidden, hidden, n_tok);
@@ -243,6 +245,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
       norm(ffn_norm_[li], hidden, x.data(), n_tok);
       in = x.data();
     }
+    if (observer_) observer_(l, "ffn_in", in, n_tok, D);
     linear(L.ffn_up, L.ffn_up_b, in, n_tok, up.data());
     if (cfg_.ffn_gated) {
       linear(L.ffn_gate, L.ffn_gate_b, in, n_tok, gate.data());
@@ -257,6 +260,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
     } else {
       cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(up.data(), n_tok * F) : k::gelu(up.data(), n_tok * F);
     }
+    if (observer_) observer_(l, "ffn_down", up.data(), n_tok, F);
     linear(L.ffn_down, L.ffn_down_b, up.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
     if (cfg_.post_norm) norm(ffn_norm_[li], hidden, hidden, n_tok);

@@ -17,6 +17,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "slm/core/status.h"
@@ -34,12 +36,21 @@ struct BatchToken {
   int32_t type = 0;     // token type (BERT's segment id); 0 for other models
 };
 
+// Sees the input of a layer's matrix products before they run (calibration
+// for GPTQ, AWQ, Wanda, SparseGPT): x (n_tok, n). which names the weights that
+// read it: "attn_in" (attn_q, attn_k, attn_v), "attn_output", "ffn_in"
+// (ffn_gate, ffn_up) or "ffn_down".
+using LinearObserver = std::function<void(int64_t layer, const char* which, const float* x, int64_t n_tok, int64_t n)>;
+
 class Model {
  public:
   // cfg and w must outlive the model (they usually live in a ModelSource).
   Model(const ModelConfig& cfg, const Weights& w);
 
   const ModelConfig& config() const { return cfg_; }
+  // Set before forward calls, not during them (the model stays shareable
+  // between threads only while no observer is set).
+  void set_observer(LinearObserver obs) { observer_ = std::move(obs); }
 
   // Embeds the batch's tokens: hidden (n_tok, n_embd).
   Status embed(const std::vector<BatchToken>& batch, float* hidden) const;
@@ -88,6 +99,7 @@ class Model {
   float rope_mscale_ = 1.0f;
   std::vector<Norm> attn_norm_, ffn_norm_;  // per layer
   Norm embd_norm_, output_norm_;
+  LinearObserver observer_;
 };
 
 }  // namespace slm::model
