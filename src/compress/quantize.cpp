@@ -3,13 +3,17 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "slm/compress/calibrate.h"
+#include "slm/compress/obs.h"
 #include "slm/io/gguf.h"
 #include "slm/kernels/quant.h"
 #include "slm/model/model_source.h"
+#include "rewrite.h"
 
 namespace slm::compress {
 
@@ -67,34 +71,31 @@ uint32_t llama_file_type(DType t) {
   }
 }
 
-Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::string& out_path,
-                                     const QuantizeOptions& opt, const QuantizeCallback& cb) {
-  if (opt.method != "rtn")
-    return Status::Unsupported(fmt::format("--method '{}' is not implemented yet (rtn)", opt.method));
-  if (opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0 && opt.type != DType::kQ4_1 && opt.type != DType::kQ5_0)
-    return Status::InvalidArgument(fmt::format("[quantize] cannot write {} (Q8_0, Q4_0, Q4_1, Q5_0)",
-                                               dtype_name(opt.type)));
-  if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");
-  if (file_exists(in_path) && !model::is_gguf_file(in_path))
-    return Status::Unsupported(fmt::format("[quantize] {} is not a GGUF file: quantize reads GGUF models (F32, F16 or "
-                                           "BF16 weights)", in_path));
-  SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
-  const int64_t qk = dtype_info(opt.type).block_size;
+Result<std::vector<float>> float_weights(const std::string& name, const TensorView& v) {
+  if (!is_float_type(v.dtype))
+    return Status::InvalidArgument(fmt::format(
+        "[compress] {} is already {}: compress an F32, F16 or BF16 model (requantizing loses precision twice)", name,
+        dtype_name(v.dtype)));
+  std::vector<float> x(static_cast<size_t>(v.numel()));
+  kernels::dequantize_row_ref(v.dtype, v.data, x.data(), v.numel());
+  return x;
+}
 
+Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& out_path,
+                                    const std::vector<std::pair<std::string, uint32_t>>& set_u32,
+                                    const TensorRewrite& fn, const QuantizeCallback& cb) {
   io::GgufWriter w;
-  for (const std::string& key : in->key_order()) {
-    if (key == "general.file_type" || key == "general.quantization_version") continue;
-    w.set(key, *in->find(key));
-  }
-  w.set_u32("general.quantization_version", 2);  // ggml's GGML_QNT_VERSION
-  w.set_u32("general.file_type", llama_file_type(opt.type));
+  for (const std::string& key : in.key_order())
+    if (std::none_of(set_u32.begin(), set_u32.end(), [&](const auto& kv) { return kv.first == key; }))
+      w.set(key, *in.find(key));
+  for (const auto& [key, v] : set_u32) w.set_u32(key, v);
 
   QuantizeReport rep;
   // llama.cpp's loader order (llama-quantize writes tensors so): tensors
   // outside the blocks first, then block by block, by name within each; with
   // the metadata order above, the whole file matches llama-quantize's byte for byte.
   std::vector<const io::GgufFile::TensorInfo*> infos;
-  for (const auto& ti : in->tensors()) infos.push_back(&ti);
+  for (const auto& ti : in.tensors()) infos.push_back(&ti);
   std::stable_sort(infos.begin(), infos.end(), [](const auto* a, const auto* b) {
     const int la = layer_of(a->name), lb = layer_of(b->name);
     return la != lb ? la < lb : a->name < b->name;
@@ -107,49 +108,84 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
     p.shape = ti.shape;
     p.from = io::ggml_type_name(ti.ggml_type);
     p.bytes_in = ti.nbytes;
-    auto view = in->tensor(ti.name);
-    if (!view.ok()) return view.status().with_context("[quantize] " + in_path);
-    const TensorView& v = *view;
-    const bool quantize = v.shape.size() >= 2 && v.cols() % qk == 0;
-    if (!quantize) {
-      // Norms, biases and rows the blocks do not divide stay as they are.
+    auto view = in.tensor(ti.name);
+    if (!view.ok()) return view.status();
+    SLM_ASSIGN_OR_RETURN(auto nt, fn(ti.name, *view, p));
+    if (!nt) {
       p.to = p.from;
       p.bytes_out = ti.nbytes;
-      const auto* b = static_cast<const uint8_t*>(v.data);
+      const auto* b = static_cast<const uint8_t*>(view->data);
       w.add_tensor(ti.name, ti.ggml_type, ti.shape, std::vector<uint8_t>(b, b + ti.nbytes));
     } else {
-      if (!is_float_type(v.dtype))
-        return Status::InvalidArgument(fmt::format(
-            "[quantize] {} is already {}: quantize from an F32, F16 or BF16 model (requantizing loses precision twice)",
-            ti.name, p.from));
-      const int64_t rows = v.rows(), cols = v.cols();
-      const size_t out_row = row_bytes(opt.type, cols);
-      std::vector<uint8_t> out(out_row * static_cast<size_t>(rows));
-      double err2 = 0;
-#pragma omp parallel for reduction(+ : err2) schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(cols));
-        kernels::dequantize_row_ref(v.dtype, v.row(r), x.data(), cols);
-        uint8_t* dst = out.data() + static_cast<size_t>(r) * out_row;
-        quantize_row(opt.type, x.data(), dst, cols);
-        kernels::dequantize_row_ref(opt.type, dst, y.data(), cols);
-        for (int64_t c = 0; c < cols; ++c) {
-          const double d = static_cast<double>(x[static_cast<size_t>(c)]) - y[static_cast<size_t>(c)];
-          err2 += d * d;
-        }
-      }
-      p.rmse = std::sqrt(err2 / static_cast<double>(rows * cols));
-      p.to = std::string(dtype_name(opt.type));
-      p.bytes_out = out.size();
-      w.add_tensor(ti.name, io::ggml_from_dtype(opt.type), ti.shape, std::move(out));
+      p.to = io::ggml_type_name(nt->ggml_type);
+      p.bytes_out = nt->bytes.size();
+      w.add_tensor(ti.name, nt->ggml_type, ti.shape, std::move(nt->bytes));
     }
     rep.bytes_in += p.bytes_in;
     rep.bytes_out += p.bytes_out;
     rep.tensors.push_back(std::move(p));
     if (cb) cb(++done, static_cast<int64_t>(infos.size()));
   }
-  SLM_RETURN_IF_ERROR(w.write(out_path).with_context("[quantize] " + out_path));
+  SLM_RETURN_IF_ERROR(w.write(out_path).with_context("[compress] " + out_path));
   return rep;
+}
+
+Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::string& out_path,
+                                     const QuantizeOptions& opt, const QuantizeCallback& cb) {
+  const bool gptq_method = opt.method == "gptq";
+  if (opt.method != "rtn" && !gptq_method)
+    return Status::Unsupported(fmt::format("--method '{}' is not implemented (rtn, gptq)", opt.method));
+  if (opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0 && opt.type != DType::kQ4_1 && opt.type != DType::kQ5_0)
+    return Status::InvalidArgument(fmt::format("[quantize] cannot write {} (Q8_0, Q4_0, Q4_1, Q5_0)",
+                                               dtype_name(opt.type)));
+  if (gptq_method && opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0)
+    return Status::InvalidArgument(fmt::format("[quantize] gptq writes Q4_0 or Q8_0, not {}", dtype_name(opt.type)));
+  if (gptq_method && opt.calib.empty())
+    return Status::InvalidArgument("[quantize] gptq needs a calibration text (--calib FILE)");
+  if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");
+  if (file_exists(in_path) && !model::is_gguf_file(in_path))
+    return Status::Unsupported(fmt::format("[quantize] {} is not a GGUF file: quantize reads GGUF models (F32, F16 or "
+                                           "BF16 weights)", in_path));
+  SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
+  Calibration cal;
+  if (gptq_method) {
+    SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
+  }
+  const int64_t qk = dtype_info(opt.type).block_size;
+  // ggml's GGML_QNT_VERSION is 2.
+  const std::vector<std::pair<std::string, uint32_t>> set_keys = {{"general.quantization_version", 2},
+                                                                   {"general.file_type", llama_file_type(opt.type)}};
+  auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+    // Norms, biases and rows the blocks do not divide stay as they are.
+    if (v.shape.size() < 2 || v.cols() % qk != 0) return std::optional<NewTensor>{};
+    SLM_ASSIGN_OR_RETURN(auto x, float_weights(name, v));
+    const int64_t rows = v.rows(), cols = v.cols();
+    const size_t out_row = row_bytes(opt.type, cols);
+    NewTensor nt{io::ggml_from_dtype(opt.type), std::vector<uint8_t>(out_row * static_cast<size_t>(rows))};
+    std::vector<float> y(x.size());
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      uint8_t* dst = nt.bytes.data() + static_cast<size_t>(r) * out_row;
+      quantize_row(opt.type, &x[static_cast<size_t>(r * cols)], dst, cols);
+      kernels::dequantize_row_ref(opt.type, dst, &y[static_cast<size_t>(r * cols)], cols);
+    }
+    const InputStats* s = cal.for_weight(name);
+    if (s != nullptr) {
+      p.err_rtn = output_error(x, y, rows, cols, s->xtx);
+      p.err = p.err_rtn;
+      if (gptq_method) {
+        std::vector<float> g = x;
+        SLM_ASSIGN_OR_RETURN(nt.bytes, gptq(g, rows, cols, s->xtx, opt.type, opt.obs));
+        y.swap(g);
+        p.err = output_error(x, y, rows, cols, s->xtx);
+      }
+    }
+    double err2 = 0;
+    for (size_t i = 0; i < x.size(); ++i) err2 += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
+    p.rmse = std::sqrt(err2 / static_cast<double>(x.size()));
+    return std::optional<NewTensor>(std::move(nt));
+  };
+  return rewrite_gguf(*in, out_path, set_keys, fn, cb);
 }
 
 }  // namespace slm::compress

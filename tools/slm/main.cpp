@@ -25,6 +25,7 @@
 #include "slm/model/synthetic.h"
 #include "slm/serve/server.h"
 #include "slm/train/default_model.h"
+#include "compress_cmd.h"
 #include "train_cmd.h"
 
 namespace {
@@ -357,33 +358,6 @@ int cmd_eval(const EvalArgs& a) {
   return 0;
 }
 
-struct QuantArgs {
-  std::string model, type, method = "rtn", out;
-};
-
-int cmd_quantize(const QuantArgs& a) {
-  auto t = slm::compress::parse_quant_type(a.type);
-  if (!t.ok()) return fail(t.status());
-  slm::compress::QuantizeOptions qo;
-  qo.type = *t;
-  qo.method = a.method;
-  std::unique_ptr<slm::Progress> bar;
-  auto r = slm::compress::quantize_gguf(a.model, a.out, qo, [&](int64_t done, int64_t total) {
-    if (!bar) bar = std::make_unique<slm::Progress>("quantize", total, "tensors");
-    bar->update(done);
-  });
-  if (bar) bar->finish();
-  if (!r.ok()) return fail(r.status());
-  std::printf("%-40s %-5s -> %-5s %12s %12s %10s\n", "tensor", "from", "to", "bytes in", "bytes out", "rmse");
-  for (const auto& p : r->tensors)
-    std::printf("%-40s %-5s -> %-5s %12llu %12llu %10.3g\n", p.name.c_str(), p.from.c_str(), p.to.c_str(),
-                static_cast<unsigned long long>(p.bytes_in), static_cast<unsigned long long>(p.bytes_out), p.rmse);
-  std::printf("total: %.2f MiB -> %.2f MiB (%.2fx); wrote %s\n", r->bytes_in / 1048576.0, r->bytes_out / 1048576.0,
-              r->bytes_out > 0 ? static_cast<double>(r->bytes_in) / static_cast<double>(r->bytes_out) : 0.0,
-              a.out.c_str());
-  return 0;
-}
-
 struct TokTrainArgs {
   std::vector<std::string> data, specials;
   int32_t vocab = 0;
@@ -559,12 +533,8 @@ int main(int argc, char** argv) {
   eval->add_option("--kv-type", ea.kv_type, "KV cache type: f32 or f16");
   eval->add_option("--tokenizer", ea.tokenizer, "Tokenizer file (default: the model's)");
 
-  QuantArgs qa;
-  CLI::App* quant = app.add_subcommand("quantize", "Quantize a GGUF model (RTN to Q8_0, Q4_0, Q4_1, Q5_0)");
-  quant->add_option("model", qa.model, "GGUF model (F32, F16 or BF16 weights)")->required();
-  quant->add_option("--type", qa.type, "Q8_0, Q4_0, Q4_1 or Q5_0")->required();
-  quant->add_option("--method", qa.method, "rtn (round to nearest)");
-  quant->add_option("--out", qa.out, "Output .gguf (written atomically)")->required();
+  QuantizeCommand quant_cmd(app);
+  PruneCommand prune_cmd(app);
 
   TokTrainArgs ta;
   CLI::App* tok_cmd = app.add_subcommand("tokenizer", "Tokenizer tools");
@@ -609,7 +579,8 @@ int main(int argc, char** argv) {
   if (*gen) return cmd_gen_model(ga, *gen);
   if (*bench) return cmd_bench(bench_model, bo, bench_kv, bench_json);
   if (*eval) return cmd_eval(ea);
-  if (*quant) return cmd_quantize(qa);
+  if (quant_cmd.chosen()) return quant_cmd.run();
+  if (prune_cmd.chosen()) return prune_cmd.run();
   if (*tok_train) return cmd_tokenizer_train(ta);
   if (train_cmd.chosen()) return train_cmd.run();
   if (*serve) return cmd_serve(sa);

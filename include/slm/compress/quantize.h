@@ -1,6 +1,8 @@
 // Post-training quantization of a GGUF model into GGUF block types.
 //
-// RTN (round to nearest) with ggml's reference rounding, so that the blocks
+// GPTQ (obs.h) for the blocks' matrix products, from Hessians of a
+// calibration text (calibrate.h); the other 2-D tensors (embeddings, output)
+// round to nearest. RTN (round to nearest) with ggml's reference rounding, so that the blocks
 // are byte-identical to llama-quantize's. Type choice per tensor, as
 // llama-quantize --pure does it for the legacy types (and as the reference
 // files in ../shared/data/models/quant-ref were made): every 2-D weight whose
@@ -20,14 +22,20 @@
 #include <string>
 #include <vector>
 
+#include "slm/compress/calibrate.h"
+#include "slm/compress/obs.h"
 #include "slm/core/dtype.h"
 #include "slm/core/status.h"
 
 namespace slm::compress {
 
 struct QuantizeOptions {
-  DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0
-  std::string method = "rtn";
+  DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0 (gptq: Q8_0, Q4_0)
+  std::string method = "rtn"; // rtn, or gptq (block weights from calibration; the rest rtn)
+  std::string calib;          // gptq: calibration text
+  CalibrationOptions calib_opt;
+  CalibrationCallback calib_cb;
+  ObsOptions obs;
 };
 
 // What happened to one tensor (for the summary table).
@@ -37,6 +45,10 @@ struct TensorPlan {
   std::string from, to;        // type names
   uint64_t bytes_in = 0, bytes_out = 0;
   double rmse = 0;             // of the dequantized weights against the source (0 if kept)
+  // With calibration, the layer's relative output error on it
+  // (tr(D H D^T) / tr(W H W^T), obs.h): of this method and of rtn; -1 without.
+  double err = -1, err_rtn = -1;
+  double zeros = 0;            // share of zero weights written (pruning)
 };
 
 struct QuantizeReport {

@@ -1,0 +1,61 @@
+// Calibration: what every linear layer of a model reads over a calibration
+// text, as the statistics GPTQ, SparseGPT and Wanda need: per input site
+// (the input shared by the weights that read it, e.g. attn_q/k/v) the
+// Hessian H = sum over tokens of x x^T; Wanda's ||X_j||_2 is sqrt(H_jj).
+//
+// The text is cut into windows of n_ctx tokens (BOS first, as perplexity
+// does), run through the model with an observer on its matrix products.
+// Thread safety: calibrate sets the model's observer for its duration (and
+// clears it): no other call may use the model meanwhile.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "slm/core/status.h"
+#include "slm/model/llama.h"
+
+namespace slm::compress {
+
+struct InputStats {
+  int64_t n = 0;            // input width
+  int64_t n_tok = 0;        // tokens seen
+  std::vector<double> xtx;  // (n, n): sum of x x^T over the tokens
+  std::vector<float> norms() const;  // (n): ||X_j||_2 = sqrt(H_jj)
+};
+
+struct Calibration {
+  // By site: "blk.L.attn_in", "blk.L.attn_output", "blk.L.ffn_in", "blk.L.ffn_down".
+  std::map<std::string, InputStats> sites;
+  int64_t n_tokens = 0;
+  // The statistics of the input that GGUF weight `tensor` reads
+  // ("blk.3.attn_q.weight" -> "blk.3.attn_in"); nullptr for tensors outside
+  // the blocks' matrix products (embeddings, output, norms).
+  const InputStats* for_weight(const std::string& tensor) const;
+};
+
+// The site whose input GGUF weight `tensor` reads ("blk.3.attn_q.weight" ->
+// "blk.3.attn_in"), or "" for tensors outside the blocks' matrix products.
+std::string input_site(const std::string& tensor);
+
+struct CalibrationOptions {
+  int64_t n_ctx = 256;        // window length
+  int64_t max_tokens = 8192;  // stop after this many
+};
+
+using CalibrationCallback = std::function<void(int64_t windows_done, int64_t windows_total)>;
+
+// tokens as tokenize_file gives them; bos replaces each window's first token
+// (< 0: keep it). Needs at least one whole window.
+Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& tokens, int32_t bos,
+                              const CalibrationOptions& opt, const CalibrationCallback& cb = {});
+
+// Opens the model at model_path (its own tokenizer), tokenizes calib_path and
+// calibrates; errors name the file.
+Result<Calibration> calibrate_file(const std::string& model_path, const std::string& calib_path,
+                                   const CalibrationOptions& opt, const CalibrationCallback& cb = {});
+
+}  // namespace slm::compress

@@ -1,0 +1,112 @@
+#include "slm/compress/calibrate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "slm/compress/eval.h"
+#include "slm/engine/session.h"
+#include "slm/model/kv_cache.h"
+#include "slm/model/model_source.h"
+
+namespace slm::compress {
+
+std::vector<float> InputStats::norms() const {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = static_cast<float>(std::sqrt(xtx[static_cast<size_t>(j * n + j)]));
+  return v;
+}
+
+std::string input_site(const std::string& tensor) {
+  static const std::pair<const char*, const char*> kSite[] = {
+      {"attn_q", "attn_in"},  {"attn_k", "attn_in"}, {"attn_v", "attn_in"},    {"attn_output", "attn_output"},
+      {"ffn_gate", "ffn_in"}, {"ffn_up", "ffn_in"},  {"ffn_down", "ffn_down"}};
+  const size_t dot = tensor.find('.', 4);
+  if (tensor.rfind("blk.", 0) != 0 || dot == std::string::npos) return "";
+  const std::string rest = tensor.substr(dot + 1);
+  for (const auto& [weight, site] : kSite)
+    if (rest == std::string(weight) + ".weight") return tensor.substr(0, dot + 1) + site;
+  return "";
+}
+
+const InputStats* Calibration::for_weight(const std::string& tensor) const {
+  auto it = sites.find(input_site(tensor));
+  return it == sites.end() ? nullptr : &it->second;
+}
+
+Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& tokens, int32_t bos,
+                              const CalibrationOptions& opt, const CalibrationCallback& cb) {
+  const int64_t n_ctx = opt.n_ctx, n_tok = static_cast<int64_t>(tokens.size());
+  if (n_ctx < 2) return Status::InvalidArgument(fmt::format("[calibrate] window of {} tokens (at least 2)", n_ctx));
+  if (n_tok < n_ctx)
+    return Status::InvalidArgument(fmt::format(
+        "[calibrate] the calibration text has {} tokens, fewer than one window of {}: give a longer --calib file",
+        n_tok, n_ctx));
+  for (int64_t i = 0; i < n_tok; ++i)
+    if (tokens[static_cast<size_t>(i)] < 0 || tokens[static_cast<size_t>(i)] >= m.config().n_vocab)
+      return Status::InvalidArgument(fmt::format("[calibrate] token {} at {} is outside the vocabulary of {}",
+                                                 tokens[static_cast<size_t>(i)], i, m.config().n_vocab));
+  const int64_t n_windows = std::max<int64_t>(1, std::min(n_tok, opt.max_tokens) / n_ctx);
+
+  Calibration cal;
+  m.set_observer([&](int64_t layer, const char* which, const float* x, int64_t rows, int64_t n) {
+    InputStats& s = cal.sites[fmt::format("blk.{}.{}", layer, which)];
+    if (s.n == 0) {
+      s.n = n;
+      s.xtx.assign(static_cast<size_t>(n * n), 0.0);
+    }
+    s.n_tok += rows;
+    // Lower triangle, then mirrored: H is symmetric.
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < n; ++i) {
+      double* hi = &s.xtx[static_cast<size_t>(i * n)];
+      for (int64_t t = 0; t < rows; ++t) {
+        const float* xt = x + t * n;
+        const double xi = xt[i];
+        if (xi == 0) continue;
+        for (int64_t j = 0; j <= i; ++j) hi[j] += xi * xt[j];
+      }
+    }
+  });
+  struct Clear {
+    model::Model& m;
+    ~Clear() { m.set_observer({}); }
+  } clear{m};
+
+  SLM_ASSIGN_OR_RETURN(auto kv, model::KvCache::create(m.config(), 0, m.config().n_layer, 1, n_ctx, DType::kF32));
+  std::vector<model::BatchToken> batch(static_cast<size_t>(n_ctx));
+  std::vector<float> hidden(static_cast<size_t>(n_ctx * m.config().n_embd));
+  for (int64_t w = 0; w < n_windows; ++w) {
+    for (int64_t j = 0; j < n_ctx; ++j) {
+      model::BatchToken& b = batch[static_cast<size_t>(j)];
+      b.token = (j == 0 && bos >= 0) ? bos : tokens[static_cast<size_t>(w * n_ctx + j)];
+      b.pos = j;
+    }
+    kv->set_length(0, 0);
+    SLM_RETURN_IF_ERROR(m.embed(batch, hidden.data()));
+    SLM_RETURN_IF_ERROR(m.forward_layers(batch, 0, m.config().n_layer, hidden.data(), *kv)
+                            .with_context(fmt::format("[calibrate] window {}", w)));
+    cal.n_tokens += n_ctx;
+    if (cb) cb(w + 1, n_windows);
+  }
+  for (auto& [name, s] : cal.sites)
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = i + 1; j < s.n; ++j) s.xtx[static_cast<size_t>(i * s.n + j)] = s.xtx[static_cast<size_t>(j * s.n + i)];
+  return cal;
+}
+
+Result<Calibration> calibrate_file(const std::string& model_path, const std::string& calib_path,
+                                   const CalibrationOptions& opt, const CalibrationCallback& cb) {
+  SLM_ASSIGN_OR_RETURN(auto src, model::ModelSource::open(model_path));
+  SLM_ASSIGN_OR_RETURN(auto tok, engine::open_tokenizer(model_path));
+  SLM_ASSIGN_OR_RETURN(auto ids, tokenize_file(*tok, calib_path));
+  model::Model m(src->config(), src->weights());
+  CalibrationOptions o = opt;  // windows no longer than the model's context
+  if (src->config().n_ctx_train > 0) o.n_ctx = std::min(o.n_ctx, src->config().n_ctx_train);
+  auto r = calibrate(m, ids, tok->bos(), o, cb);
+  if (!r.ok()) return r.status().with_context(calib_path);
+  return r;
+}
+
+}  // namespace slm::compress

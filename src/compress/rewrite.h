@@ -1,0 +1,36 @@
+// Internal to compress: a GGUF model rewritten tensor by tensor (quantize,
+// prune), keeping all metadata and llama-quantize's tensor order, written
+// atomically. Not installed: the public calls are quantize_gguf and prune_gguf.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "slm/compress/quantize.h"
+#include "slm/io/gguf.h"
+
+namespace slm::compress {
+
+struct NewTensor {
+  uint32_t ggml_type = 0;
+  std::vector<uint8_t> bytes;
+};
+
+// Called per tensor (in writing order) with its stored view; returns the new
+// type and bytes, or nullopt to copy it unchanged. It may fill p.rmse and p.err.
+using TensorRewrite =
+    std::function<Result<std::optional<NewTensor>>(const std::string& name, const TensorView& v, TensorPlan& p)>;
+
+// set_u32: keys written last (in this order) with these values, instead of their copies.
+Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& out_path,
+                                    const std::vector<std::pair<std::string, uint32_t>>& set_u32,
+                                    const TensorRewrite& fn, const QuantizeCallback& cb);
+
+// A tensor's values as F32 (rows * cols, row-major); an error names a
+// quantized tensor (compress reads F32, F16 or BF16 weights).
+Result<std::vector<float>> float_weights(const std::string& name, const TensorView& v);
+
+}  // namespace slm::compress
