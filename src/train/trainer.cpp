@@ -1,6 +1,7 @@
 #include "slm/train/trainer.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -153,6 +154,7 @@ Result<TrainResult> train(TrainOptions opt) {
   const int64_t end = opt.stop_at > 0 ? opt.stop_at : opt.schedule.total;
   const int64_t tokens_per_step = opt.batch * opt.seq * opt.accum;
   Progress progress("train", opt.schedule.total, "step", step);
+  const bool tty = isatty(2) != 0;
   double train_sum = 0, last_train = NAN, last_val = NAN, train_time = 0;
   int64_t train_n = 0, steps_run = 0;
   std::vector<int64_t> offs(static_cast<size_t>(opt.batch));
@@ -190,6 +192,10 @@ Result<TrainResult> train(TrainOptions opt) {
       train_n = 0;
       if (eval) p.val_loss = last_val = eval_val();
       curve.push_back(p);
+      if (eval && !tty)  // logs get a line per evaluation instead of the redrawn bar
+        std::fprintf(stderr, "train: step %lld/%lld  loss %.4f  val %.4f  lr %.2e  %.0f tok/s\n",
+                     static_cast<long long>(step), static_cast<long long>(opt.schedule.total), p.train_loss, p.val_loss,
+                     lr, static_cast<double>(tokens_per_step * steps_run) / train_time);
     }
     progress.set_note(fmt::format("loss {:.4f}{} lr {:.2e} {:.0f} tok/s", loss,
                                   std::isnan(last_val) ? "" : fmt::format(" val {:.4f}", last_val), lr,

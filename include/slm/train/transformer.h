@@ -5,6 +5,8 @@
 // attention -> output projection -> residual -> RMSNorm -> SwiGLU -> residual,
 // final norm, output projection. tests/train holds its logits equal to the
 // inference Model's on the same weights, so training and inference agree.
+// TODO: this restates model/llama.cpp's block in autograd ops; the equality
+// test guards it, but one definition both paths trace would remove the copy.
 //
 // Not thread-safe; the ops use OpenMP threads internally.
 #pragma once
