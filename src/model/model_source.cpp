@@ -454,6 +454,8 @@ Status ModelSource::open_safetensors() {
   } else if (c.arch == "phi3") {
     c.sliding_window = get_int("sliding_window", 0, false);
     const double prf = get_float("partial_rotary_factor", 1.0);
+    if (!(prf > 0 && prf <= 1))
+      return Status::InvalidArgument(fmt::format("{}: partial_rotary_factor is {}, expected (0, 1]", cfg_path, prf));
     c.n_rot = static_cast<int64_t>(static_cast<double>(c.head_dim) * prf);
     c.rope_orig_ctx = get_int("original_max_position_embeddings", 4096, false);
   } else if (c.arch == "gemma") {

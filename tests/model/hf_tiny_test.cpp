@@ -452,6 +452,35 @@ TEST(HfTinyHead, BertClassifierOnThePooler) {
   EXPECT_LT(worst, 1e-5);
 }
 
+// Every key of every hf-tiny config replaced by hostile values: an error or
+// a model, never a crash or an exception (run under the sanitizers too).
+TEST(HfTinyBadConfig, HostileValuesOfEveryKey) {
+  SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/bert"));
+  const json hostile[] = {nullptr, -1, 1e300, "x", json::object(), 1 << 30};
+  int opened = 0, refused = 0;
+  for (const char* model : {"qwen2", "mistral", "smollm2", "phi3", "gemma", "distilgpt2", "bert", "distilbert"}) {
+    const json base = load_json(test::shared_data(std::string("models/hf-tiny/") + model + "/config.json"));
+    const EditedConfig e(model, [](json*) {});
+    for (auto it = base.begin(); it != base.end(); ++it) {
+      for (const json& v : hostile) {
+        json c = base;
+        c[it.key()] = v;
+        std::ofstream(e.dir() + "/config.json") << c.dump();
+        auto src = ModelSource::open(e.dir());
+        if (src.ok()) {
+          ++opened;
+          EXPECT_TRUE((*src)->config().validate().ok()) << model << " " << it.key() << " = " << v.dump();
+        } else {
+          ++refused;
+          EXPECT_FALSE(src.status().message().empty());
+        }
+      }
+    }
+  }
+  std::printf("[ fuzz ] %d configs opened, %d refused\n", opened, refused);
+  EXPECT_GT(refused, 50);
+}
+
 // Bad configs for the new architectures get an error naming the key or tensor.
 TEST(HfTinyBadConfig, NamesWhatIsWrong) {
   SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/bert"));
