@@ -20,6 +20,7 @@
 
 #include <filesystem>
 
+#include "slm/io/gguf.h"
 #include "slm/model/convert.h"
 #include "slm/model/llama.h"
 #include "slm/model/model_source.h"
@@ -479,6 +480,53 @@ TEST(HfTinyBadConfig, HostileValuesOfEveryKey) {
   }
   std::printf("[ fuzz ] %d configs opened, %d refused\n", opened, refused);
   EXPECT_GT(refused, 50);
+}
+
+// The same for GGUF metadata: each key of each converted hf-tiny model set
+// to values of hostile sizes and types.
+TEST(HfTinyBadConfig, HostileGgufMetadata) {
+  SLM_REQUIRE_DATA(test::shared_data("models/hf-tiny/bert"));
+  const std::string dir = std::filesystem::temp_directory_path() / fmt::format("slm_gguf_fuzz_{}", ::getpid());
+  std::filesystem::create_directories(dir);
+  auto value = [](io::GgufType t, uint64_t u, double f, const char* str) {
+    io::GgufValue v;
+    v.type = t;
+    v.u = u;
+    v.i = static_cast<int64_t>(u);
+    v.f = f;
+    v.s = str;
+    return v;
+  };
+  const io::GgufValue hostile[] = {value(io::GgufType::kUint32, 0, 0, ""), value(io::GgufType::kUint64, uint64_t{1} << 40, 0, ""),
+                                   value(io::GgufType::kFloat32, 0, NAN, ""), value(io::GgufType::kString, 0, 0, "x")};
+  int refused = 0;
+  for (const char* model : {"phi3", "gemma", "distilgpt2", "bert", "distilbert"}) {
+    auto src = ModelSource::open(test::shared_data(std::string("models/hf-tiny/") + model));
+    ASSERT_TRUE(src.ok());
+    const std::string base = dir + "/base.gguf";
+    ASSERT_TRUE(convert_to_gguf(**src, base).ok());
+    auto g = io::GgufFile::open(base);
+    ASSERT_TRUE(g.ok());
+    for (const std::string& key : (*g)->key_order()) {
+      for (const io::GgufValue& v : hostile) {
+        io::GgufWriter w;
+        for (const std::string& k : (*g)->key_order()) w.set(k, k == key ? v : *(*g)->find(k));
+        for (const auto& t : (*g)->tensors()) {
+          auto view = (*g)->tensor(t.name);
+          ASSERT_TRUE(view.ok());
+          const auto* b = static_cast<const uint8_t*>(view->data);
+          w.add_tensor(t.name, t.ggml_type, t.shape, std::vector<uint8_t>(b, b + view->nbytes));
+        }
+        const std::string path = dir + "/m.gguf";
+        ASSERT_TRUE(w.write(path).ok());
+        auto m = ModelSource::open(path);
+        if (!m.ok()) ++refused;
+        else EXPECT_TRUE((*m)->config().validate().ok()) << model << " " << key;
+      }
+    }
+  }
+  std::filesystem::remove_all(dir);
+  EXPECT_GT(refused, 20);
 }
 
 // Bad configs for the new architectures get an error naming the key or tensor.
