@@ -25,7 +25,9 @@ void run_e2e(const std::string& name, const std::string& extra) {
 TEST(ServeE2E, OpenAiNpmClient) { run_e2e("openai", ""); }
 
 TEST(ServeE2E, ChatPageInHeadlessChromium) {
-  const std::string shot = (std::filesystem::current_path() / "serve-chat-page.png").string();
+  // Beside the test binary (build/tests/), wherever the test runs from.
+  const std::string shot =
+      (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "serve-chat-page.png").string();
   std::filesystem::remove(shot);
   run_e2e("chat_page", "'" + shot + "'");
   if (!HasFatalFailure() && !IsSkipped()) EXPECT_TRUE(std::filesystem::exists(shot)) << shot;
