@@ -141,6 +141,7 @@ Var<T> rmsnorm(Tape<T>& tape, const Var<T>& x, const Var<T>& w, T eps) {
   for (int64_t i = 0; i < N; ++i) {
     const T* xi = &x->value[i * D];
     T ss = 0;
+#pragma omp simd reduction(+ : ss)
     for (int64_t j = 0; j < D; ++j) ss += xi[j] * xi[j];
     const T r = T(1) / std::sqrt(ss / static_cast<T>(D) + eps);
     (*rstd)[i] = r;
@@ -159,6 +160,7 @@ Var<T> rmsnorm(Tape<T>& tape, const Var<T>& x, const Var<T>& w, T eps) {
         const T* dy = &o->grad[i * D];
         const T r = (*rstd)[i];
         T dot = 0;
+#pragma omp simd reduction(+ : dot)
         for (int64_t j = 0; j < D; ++j) dot += w->value[j] * dy[j] * xi[j];
         const T c = r * r * r * dot / static_cast<T>(D);
         for (int64_t j = 0; j < D; ++j) dx[i * D + j] += r * w->value[j] * dy[j] - c * xi[j];
@@ -241,6 +243,7 @@ Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& 
         for (int64_t j = lo; j <= i; ++j) {
           const T* kj = &k->value[(b * seq + j) * KC + kh * hd];
           T s = 0;
+#pragma omp simd reduction(+ : s)
           for (int64_t d = 0; d < hd; ++d) s += qi[d] * kj[d];
           pi[j] = s * scale;
           mx = std::max(mx, pi[j]);
@@ -279,6 +282,7 @@ Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& 
               const T* vj = &v->value[(b * seq + j) * KC + kh * hd];
               T* dvj = dv + (b * seq + j) * KC + kh * hd;
               T s = 0;
+#pragma omp simd reduction(+ : s)
               for (int64_t d = 0; d < hd; ++d) {
                 s += dyi[d] * vj[d];
                 dvj[d] += pi[j] * dyi[d];
