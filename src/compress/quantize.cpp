@@ -158,6 +158,8 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
   auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
     // Norms, biases and rows the blocks do not divide stay as they are.
     if (v.shape.size() < 2 || v.cols() % qk != 0) return std::optional<NewTensor>{};
+    for (const std::string& k : opt.keep)
+      if (name.rfind(k, 0) == 0) return std::optional<NewTensor>{};
     SLM_ASSIGN_OR_RETURN(auto x, float_weights(name, v));
     const int64_t rows = v.rows(), cols = v.cols();
     const size_t out_row = row_bytes(opt.type, cols);

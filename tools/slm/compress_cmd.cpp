@@ -78,6 +78,7 @@ QuantizeCommand::QuantizeCommand(CLI::App& app) {
   s->add_option("--damp", o_.obs.damp, "gptq: damping, a fraction of the Hessian's mean diagonal (default 0.01)")
       ->check(CLI::Range(0.0, 10.0));
   s->add_flag("--act-order", o_.obs.act_order, "gptq: columns in order of decreasing activation energy");
+  s->add_option("--keep", o_.keep, "Tensors kept unquantized: name prefixes, e.g. --keep token_embd output.");
 }
 
 int QuantizeCommand::run() {

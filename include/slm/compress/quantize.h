@@ -36,6 +36,9 @@ struct QuantizeOptions {
   CalibrationOptions calib_opt;
   CalibrationCallback calib_cb;
   ObsOptions obs;
+  // Tensors kept as they are (mixed types): names starting with any of
+  // these, e.g. "token_embd", "output." (output.weight), "blk.0.".
+  std::vector<std::string> keep;
 };
 
 // What happened to one tensor (for the summary table).
