@@ -1,0 +1,158 @@
+// Calibration, slm prune and slm quantize --method gptq on stories260K: the
+// Hessians against an independent computation, the files they write (2:4
+// exactly, pruned weights zero, GPTQ below RTN per layer), and bad input.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <vector>
+
+#include "slm/compress/calibrate.h"
+#include "slm/compress/eval.h"
+#include "slm/compress/prune.h"
+#include "slm/engine/session.h"
+#include "slm/io/gguf.h"
+#include "slm/kernels/ops.h"
+#include "slm/kernels/quant.h"
+#include "slm/model/model_source.h"
+#include "test_util.h"
+
+namespace slm {
+namespace {
+
+const char* kModel = "models/stories260K/stories260K.gguf";
+const char* kText = "corpora/cs336/tinystories_sample.txt";
+
+std::string tmp_path(const std::string& name) { return "/tmp/slm_prune_test_" + std::to_string(getpid()) + "_" + name; }
+
+TEST(Calibrate, HessianOfTheFirstLayerInput) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  auto src = model::ModelSource::open(model);
+  ASSERT_TRUE(src.ok());
+  auto tok = engine::open_tokenizer(model);
+  ASSERT_TRUE(tok.ok());
+  auto ids = compress::tokenize_file(**tok, text);
+  ASSERT_TRUE(ids.ok());
+  model::Model m((*src)->config(), (*src)->weights());
+  compress::CalibrationOptions o;
+  o.n_ctx = 64;
+  o.max_tokens = 256;
+  auto cal = compress::calibrate(m, *ids, (*tok)->bos(), o);
+  ASSERT_TRUE(cal.ok()) << cal.status().to_string();
+  const auto& c = (*src)->config();
+  EXPECT_EQ(cal->sites.size(), static_cast<size_t>(4 * c.n_layer));
+  EXPECT_EQ(cal->n_tokens, 256);
+  const compress::InputStats* s = cal->for_weight("blk.0.attn_k.weight");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s, cal->for_weight("blk.0.attn_q.weight"));
+  EXPECT_EQ(cal->for_weight("output.weight"), nullptr);
+  EXPECT_EQ(cal->for_weight("blk.1.ffn_down.weight")->n, c.n_ff);
+  // Layer 0's attention input is RMSNorm(embedding): recompute H from it.
+  const int64_t D = c.n_embd;
+  std::vector<float> norm_w(static_cast<size_t>(D)), e(static_cast<size_t>(D)), x(static_cast<size_t>(D));
+  kernels::dequantize_row_ref((*src)->weights().layers[0].attn_norm.dtype, (*src)->weights().layers[0].attn_norm.data,
+                              norm_w.data(), D);
+  std::vector<double> h(static_cast<size_t>(D * D), 0.0);
+  for (int64_t w = 0; w < 4; ++w)
+    for (int64_t j = 0; j < 64; ++j) {
+      const int32_t t = j == 0 ? (*tok)->bos() : (*ids)[static_cast<size_t>(w * 64 + j)];
+      kernels::get_row((*src)->weights().token_embd, t, e.data());
+      kernels::rmsnorm_ref(e.data(), norm_w.data(), c.norm_eps, x.data(), D);
+      for (int64_t a = 0; a < D; ++a)
+        for (int64_t b = 0; b < D; ++b) h[static_cast<size_t>(a * D + b)] += static_cast<double>(x[a]) * x[b];
+    }
+  for (int64_t i = 0; i < D * D; ++i) EXPECT_NEAR(s->xtx[i], h[i], 1e-3 * (1 + std::fabs(h[i]))) << i;
+}
+
+TEST(Prune, SparseGpt24FileAndErrors) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("24.gguf");
+  compress::PruneOptions o;
+  o.method = "sparsegpt";
+  o.pattern = "2:4";
+  o.calib = text;
+  o.calib_opt.n_ctx = 128;
+  auto r = compress::prune_gguf(model, out, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto f = io::GgufFile::open(out);
+  ASSERT_TRUE(f.ok());
+  int n_pruned = 0;
+  for (const auto& ti : (*f)->tensors()) {
+    auto v = (*f)->tensor(ti.name);
+    ASSERT_TRUE(v.ok());
+    if (compress::input_site(ti.name).empty()) continue;
+    ++n_pruned;
+    const float* w = static_cast<const float*>(v->data);
+    for (int64_t g = 0; g < v->numel(); g += 4)
+      ASSERT_EQ((w[g] == 0) + (w[g + 1] == 0) + (w[g + 2] == 0) + (w[g + 3] == 0), 2) << ti.name << " at " << g;
+  }
+  EXPECT_EQ(n_pruned, 35);  // 7 matrices x 5 layers
+  for (const auto& p : r->tensors)
+    if (!compress::input_site(p.name).empty()) EXPECT_GT(p.err, 0) << p.name;
+  ::unlink(out.c_str());
+
+  // Bad input: named, and no file left behind.
+  const std::string bad = tmp_path("bad.gguf");
+  o.sparsity = 1.0;
+  o.pattern.clear();
+  EXPECT_NE(compress::prune_gguf(model, bad, o).status().to_string().find("--sparsity 1"), std::string::npos);
+  o.sparsity = 0.5;
+  o.pattern = "4:4";
+  EXPECT_FALSE(compress::prune_gguf(model, bad, o).ok());
+  o.pattern.clear();
+  const std::string short_text = tmp_path("short.txt");
+  std::ofstream(short_text) << "Once upon a time.";
+  o.calib = short_text;
+  auto st = compress::prune_gguf(model, bad, o).status();
+  EXPECT_NE(st.to_string().find("give a longer --calib file"), std::string::npos) << st.to_string();
+  o.calib = tmp_path("missing.txt");
+  EXPECT_FALSE(compress::prune_gguf(model, bad, o).ok());
+  o.method = "wanda";
+  o.calib.clear();
+  EXPECT_NE(compress::prune_gguf(model, bad, o).status().to_string().find("--calib"), std::string::npos);
+  o.method = "random";
+  EXPECT_NE(compress::prune_gguf(model, bad, o).status().to_string().find("random"), std::string::npos);
+  o.method = "magnitude";
+  EXPECT_FALSE(compress::prune_gguf(text, bad, o).ok());  // not a GGUF file
+  EXPECT_FALSE(file_exists(bad));
+  ::unlink(short_text.c_str());
+}
+
+TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("gptq.gguf");
+  compress::QuantizeOptions o;
+  o.type = DType::kQ4_0;
+  o.method = "gptq";
+  o.calib = text;
+  o.calib_opt.n_ctx = 128;
+  auto r = compress::quantize_gguf(model, out, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  int n = 0;
+  for (const auto& p : r->tensors) {
+    if (p.err < 0) continue;
+    ++n;
+    EXPECT_LT(p.err, p.err_rtn) << p.name;
+  }
+  EXPECT_EQ(n, 30);  // ffn_down's rows of 172 are not whole blocks of 32: kept
+  auto src = model::ModelSource::open(out);
+  EXPECT_TRUE(src.ok());
+  ::unlink(out.c_str());
+  o.calib.clear();
+  EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
+  o.calib = text;
+  o.type = DType::kQ4_1;
+  EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
+  EXPECT_FALSE(file_exists(out));
+}
+
+}  // namespace
+}  // namespace slm
