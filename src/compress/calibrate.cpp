@@ -58,7 +58,7 @@ Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& token
     }
     s.n_tok += rows;
     // Lower triangle, then mirrored: H is symmetric.
-#pragma omp parallel for schedule(dynamic, 16)
+#pragma omp parallel for schedule(dynamic, 16) if (n * n * rows > (int64_t{1} << 20))
     for (int64_t i = 0; i < n; ++i) {
       double* hi = &s.xtx[static_cast<size_t>(i * n)];
       for (int64_t t = 0; t < rows; ++t) {

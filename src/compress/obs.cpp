@@ -27,6 +27,8 @@ void mark_smallest(const float* scores, int64_t n, int64_t k, uint8_t* mask, int
   for (int64_t i = 0; i < std::min(k, n); ++i) mask[idx[static_cast<size_t>(i)] * stride] = 1;
 }
 
+// Parallel loops only past some work: tiny layers would wait on barriers.
+
 // The OBS column sweep shared by SparseGPT and GPTQ (Algorithm 1 of GPTQ):
 // per block of columns, on_block(i1, i2) sees the weights with every earlier
 // block's update applied; then each row independently replaces its column i
@@ -39,7 +41,7 @@ void sweep(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<
   for (int64_t i1 = 0; i1 < cols; i1 += block) {
     const int64_t i2 = std::min(i1 + block, cols);
     on_block(i1, i2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols * (i2 - i1) > (int64_t{1} << 20))
     for (int64_t r = 0; r < rows; ++r) {
       float* wr = &w[static_cast<size_t>(r * cols)];
       double* er = &err[static_cast<size_t>(r * block)];
@@ -143,7 +145,7 @@ Result<std::vector<double>> inverse_hessian_factor(std::vector<double> h, int64_
   }
   // L^-1 (lower), column by column by forward substitution.
   std::vector<double> li(static_cast<size_t>(n * n), 0.0);
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (n > 128)
   for (int64_t c = 0; c < n; ++c) {
     li[static_cast<size_t>(c * n + c)] = 1.0 / l[static_cast<size_t>(c * n + c)];
     for (int64_t i = c + 1; i < n; ++i) {
@@ -154,7 +156,7 @@ Result<std::vector<double>> inverse_hessian_factor(std::vector<double> h, int64_
   }
   // H^-1 = L^-T L^-1.
   std::vector<double> hinv(static_cast<size_t>(n * n));
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (n > 128)
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j <= i; ++j) {
       double s = 0;
@@ -173,7 +175,7 @@ Result<std::vector<double>> inverse_hessian_factor(std::vector<double> h, int64_
 std::vector<uint8_t> prune_mask(const std::vector<float>& w, int64_t rows, int64_t cols,
                                 const std::vector<float>& act_norm, double sparsity, int n_of, int m) {
   std::vector<uint8_t> mask(static_cast<size_t>(rows * cols), 0);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols > (int64_t{1} << 16))
   for (int64_t r = 0; r < rows; ++r) {
     std::vector<float> s(static_cast<size_t>(cols));
     for (int64_t j = 0; j < cols; ++j)
@@ -305,7 +307,7 @@ Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t c
 double output_error(const std::vector<float>& w, const std::vector<float>& w_hat, int64_t rows, int64_t cols,
                     const std::vector<double>& h) {
   double num = 0, den = 0;
-#pragma omp parallel for reduction(+ : num, den) schedule(static)
+#pragma omp parallel for reduction(+ : num, den) schedule(static) if (rows * cols * cols > (int64_t{1} << 20))
   for (int64_t r = 0; r < rows; ++r) {
     std::vector<double> d(static_cast<size_t>(cols)), x(static_cast<size_t>(cols));
     for (int64_t j = 0; j < cols; ++j) {

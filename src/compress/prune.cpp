@@ -1,9 +1,12 @@
 #include "slm/compress/prune.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <tuple>
+#include <map>
+#include <numeric>
 #include <optional>
 
 #include <fmt/format.h>
@@ -12,6 +15,88 @@
 #include "slm/model/model_source.h"
 
 namespace slm::compress {
+
+namespace {
+
+NewTensor f32_tensor(const std::vector<float>& x, std::vector<int64_t> shape) {
+  NewTensor nt{io::ggml_from_dtype(DType::kF32), std::vector<uint8_t>(x.size() * sizeof(float)), std::move(shape)};
+  std::memcpy(nt.bytes.data(), x.data(), nt.bytes.size());
+  return nt;
+}
+
+// Structured: each layer keeps the same number of feed-forward channels, the
+// ones of largest ||X_c|| * ||W_down[:, c]|| (Wanda's score summed over the
+// channel's output weights: its expected contribution to the block's output).
+Result<QuantizeReport> prune_ffn_channels(const io::GgufFile& in, const std::string& out_path, const Calibration& cal,
+                                          double sparsity, const QuantizeCallback& cb) {
+  const auto arch = in.get_string("general.architecture");
+  if (!arch) return Status::InvalidArgument("[prune] the model names no general.architecture");
+  const std::string ff_key = *arch + ".feed_forward_length";
+  const io::GgufValue* ffv = in.find(ff_key);
+  if (ffv == nullptr) return Status::InvalidArgument(fmt::format("[prune] the model has no {}", ff_key));
+  int64_t n_ff = 0;
+  for (const auto& ti : in.tensors())
+    if (ti.name == "blk.0.ffn_down.weight") n_ff = ti.shape.back();
+  if (n_ff == 0) return Status::InvalidArgument("[prune] --method ffn: the model has no blk.0.ffn_down.weight");
+  // Kept channels: whole blocks of 32 where n_ff is, so the model still quantizes.
+  int64_t keep = static_cast<int64_t>(std::llround(static_cast<double>(n_ff) * (1 - sparsity)));
+  if (n_ff % 32 == 0) keep = std::max<int64_t>(32, keep / 32 * 32);
+  keep = std::clamp<int64_t>(keep, 1, n_ff);
+
+  std::map<int, std::vector<int64_t>> kept;  // per layer, ascending
+  auto channels = [&](const std::string& layer_prefix, int layer) -> Result<const std::vector<int64_t>*> {
+    auto it = kept.find(layer);
+    if (it != kept.end()) return &it->second;
+    auto dv = in.tensor(layer_prefix + "ffn_down.weight");
+    if (!dv.ok()) return dv.status();
+    SLM_ASSIGN_OR_RETURN(auto down, float_weights(layer_prefix + "ffn_down.weight", *dv));
+    const InputStats* s = cal.for_weight(layer_prefix + "ffn_down.weight");
+    if (s == nullptr || s->n != n_ff || dv->cols() != n_ff)
+      return Status::InvalidArgument(fmt::format("[prune] {}ffn_down: {} channels, calibration saw {}", layer_prefix,
+                                                 dv->cols(), s ? s->n : 0));
+    const std::vector<float> xn = s->norms();
+    std::vector<float> score(static_cast<size_t>(n_ff));
+    for (int64_t c = 0; c < n_ff; ++c) {
+      double w2 = 0;
+      for (int64_t r = 0; r < dv->rows(); ++r) w2 += static_cast<double>(down[r * n_ff + c]) * down[r * n_ff + c];
+      score[c] = static_cast<float>(std::sqrt(w2) * xn[c]);
+    }
+    std::vector<int64_t> idx(static_cast<size_t>(n_ff));
+    std::iota(idx.begin(), idx.end(), 0);
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+    idx.resize(static_cast<size_t>(keep));
+    std::sort(idx.begin(), idx.end());
+    return &(kept[layer] = std::move(idx));
+  };
+
+  auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+    const size_t dot = name.find('.', 4);
+    if (name.rfind("blk.", 0) != 0 || dot == std::string::npos) return std::optional<NewTensor>{};
+    const std::string prefix = name.substr(0, dot + 1), rest = name.substr(dot + 1);
+    const bool rows_are_channels = rest == "ffn_gate.weight" || rest == "ffn_up.weight" || rest == "ffn_gate.bias" ||
+                                   rest == "ffn_up.bias";
+    if (!rows_are_channels && rest != "ffn_down.weight") return std::optional<NewTensor>{};
+    SLM_ASSIGN_OR_RETURN(const std::vector<int64_t>* ch, channels(prefix, std::atoi(name.c_str() + 4)));
+    SLM_ASSIGN_OR_RETURN(auto x, float_weights(name, v));
+    std::vector<float> y;
+    std::vector<int64_t> shape = v.shape;
+    const int64_t cols = v.cols();
+    if (rows_are_channels) {  // (n_ff, D) or a bias (n_ff)
+      const int64_t width = v.shape.size() == 1 ? 1 : cols;
+      for (int64_t c : *ch) y.insert(y.end(), x.begin() + c * width, x.begin() + (c + 1) * width);
+      shape[0] = keep;
+    } else {  // ffn_down (D, n_ff)
+      for (int64_t r = 0; r < v.rows(); ++r)
+        for (int64_t c : *ch) y.push_back(x[static_cast<size_t>(r * cols + c)]);
+      shape.back() = keep;
+    }
+    p.zeros = 1 - static_cast<double>(keep) / static_cast<double>(n_ff);  // the share removed
+    return std::optional<NewTensor>(f32_tensor(y, std::move(shape)));
+  };
+  return rewrite_gguf(in, out_path, {{ff_key, static_cast<uint32_t>(keep)}}, fn, cb);
+}
+
+}  // namespace
 
 Result<std::pair<int, int>> parse_nm_pattern(const std::string& s) {
   const size_t colon = s.find(':');
@@ -26,8 +111,11 @@ Result<std::pair<int, int>> parse_nm_pattern(const std::string& s) {
 
 Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string& out_path, const PruneOptions& opt,
                                   const QuantizeCallback& cb) {
-  if (opt.method != "magnitude" && opt.method != "wanda" && opt.method != "sparsegpt")
-    return Status::InvalidArgument(fmt::format("[prune] --method '{}' is unknown (magnitude, wanda, sparsegpt)", opt.method));
+  if (opt.method != "magnitude" && opt.method != "wanda" && opt.method != "sparsegpt" && opt.method != "ffn")
+    return Status::InvalidArgument(
+        fmt::format("[prune] --method '{}' is unknown (magnitude, wanda, sparsegpt, ffn)", opt.method));
+  if (opt.method == "ffn" && !opt.pattern.empty())
+    return Status::InvalidArgument("[prune] --method ffn removes whole channels: no --pattern");
   int n_of = 0, m = 0;
   if (!opt.pattern.empty()) {
     SLM_ASSIGN_OR_RETURN(auto nm, parse_nm_pattern(opt.pattern));
@@ -46,6 +134,8 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
   if (!opt.calib.empty()) {
     SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
   }
+
+  if (opt.method == "ffn") return prune_ffn_channels(*in, out_path, cal, opt.sparsity, cb);
 
   auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
     if (input_site(name).empty() || v.shape.size() != 2) return std::optional<NewTensor>{};
@@ -75,9 +165,7 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
     p.zeros = static_cast<double>(zeros) / static_cast<double>(out.size());
     p.rmse = std::sqrt(err2 / static_cast<double>(out.size()));
     if (s != nullptr) p.err = output_error(w, out, rows, cols, s->xtx);
-    NewTensor nt{io::ggml_from_dtype(DType::kF32), std::vector<uint8_t>(out.size() * sizeof(float))};
-    std::memcpy(nt.bytes.data(), out.data(), nt.bytes.size());
-    return std::optional<NewTensor>(std::move(nt));
+    return std::optional<NewTensor>(f32_tensor(out, {}));
   };
   return rewrite_gguf(*in, out_path, {}, fn, cb);
 }

@@ -119,7 +119,7 @@ Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& o
     } else {
       p.to = io::ggml_type_name(nt->ggml_type);
       p.bytes_out = nt->bytes.size();
-      w.add_tensor(ti.name, nt->ggml_type, ti.shape, std::move(nt->bytes));
+      w.add_tensor(ti.name, nt->ggml_type, nt->shape.empty() ? ti.shape : nt->shape, std::move(nt->bytes));
     }
     rep.bytes_in += p.bytes_in;
     rep.bytes_out += p.bytes_out;

@@ -17,6 +17,7 @@ namespace slm::compress {
 struct NewTensor {
   uint32_t ggml_type = 0;
   std::vector<uint8_t> bytes;
+  std::vector<int64_t> shape;  // outermost first; empty: unchanged
 };
 
 // Called per tensor (in writing order) with its stored view; returns the new

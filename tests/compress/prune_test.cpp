@@ -124,6 +124,44 @@ TEST(Prune, SparseGpt24FileAndErrors) {
   ::unlink(short_text.c_str());
 }
 
+TEST(Prune, FfnChannelsMakeASmallerModelThatRuns) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("ffn.gguf");
+  compress::PruneOptions o;
+  o.method = "ffn";
+  o.sparsity = 0.25;
+  o.calib = text;
+  o.calib_opt.n_ctx = 128;
+  auto r = compress::prune_gguf(model, out, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_LT(r->bytes_out, r->bytes_in);
+  auto src = model::ModelSource::open(out);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  EXPECT_EQ((*src)->config().n_ff, 129);  // round(172 * 0.75); 172 is not whole blocks of 32
+  EXPECT_EQ((*src)->weights().layers[4].ffn_down.cols(), 129);
+  EXPECT_EQ((*src)->weights().layers[4].ffn_up.rows(), 129);
+  // It still models the text: perplexity within 2x of the full model's.
+  auto tok = engine::open_tokenizer(model);
+  ASSERT_TRUE(tok.ok());
+  auto ids = compress::tokenize_file(**tok, text);
+  ASSERT_TRUE(ids.ok());
+  compress::PerplexityOptions po;
+  po.n_ctx = 128;
+  auto full_src = model::ModelSource::open(model);
+  ASSERT_TRUE(full_src.ok());
+  model::Model full((*full_src)->config(), (*full_src)->weights()), small((*src)->config(), (*src)->weights());
+  auto p_full = compress::perplexity(full, *ids, (*tok)->bos(), po);
+  auto p_small = compress::perplexity(small, *ids, (*tok)->bos(), po);
+  ASSERT_TRUE(p_full.ok() && p_small.ok());
+  EXPECT_GT(p_small->ppl, p_full->ppl);
+  EXPECT_LT(p_small->ppl, 2 * p_full->ppl);
+  ::unlink(out.c_str());
+  o.pattern = "2:4";
+  EXPECT_FALSE(compress::prune_gguf(model, out, o).ok());
+}
+
 TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
   const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
   SLM_REQUIRE_DATA(model);

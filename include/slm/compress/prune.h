@@ -4,7 +4,12 @@
 // - magnitude: drop the smallest |W| of each output row;
 // - wanda: drop the smallest |W_ij| * ||X_j|| of each output row (Sun et al.
 //   2023), ||X_j|| from a calibration text;
-// - sparsegpt: SparseGPT's reconstruction while pruning (obs.h).
+// - sparsegpt: SparseGPT's reconstruction while pruning (obs.h);
+// - ffn (structured): every layer drops the same share of feed-forward
+//   channels, those of smallest ||X_c|| * ||W_down[:, c]||, which removes
+//   rows of ffn_gate/ffn_up and columns of ffn_down: a smaller model with a
+//   smaller feed_forward_length that runs faster. Where n_ff is whole blocks
+//   of 32, so is the number kept (the model still quantizes).
 //
 // Unstructured at a sparsity in [0, 1), or N:M (n of every m consecutive
 // inputs dropped, e.g. 2:4). Pruned tensors are written as F32 (zeros in
@@ -22,7 +27,7 @@
 namespace slm::compress {
 
 struct PruneOptions {
-  std::string method = "magnitude";  // magnitude, wanda, sparsegpt
+  std::string method = "magnitude";  // magnitude, wanda, sparsegpt, ffn
   double sparsity = 0.5;             // unstructured; ignored with a pattern
   std::string pattern;               // "N:M" or "" (unstructured)
   std::string calib;                 // wanda, sparsegpt (magnitude: reports the output error with it)
