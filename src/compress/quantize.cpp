@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
+#include <map>
 #include <optional>
 #include <vector>
 
 #include <fmt/format.h>
 
+#include "slm/compress/awq.h"
 #include "slm/compress/calibrate.h"
 #include "slm/compress/obs.h"
 #include "slm/io/gguf.h"
@@ -71,6 +74,12 @@ uint32_t llama_file_type(DType t) {
   }
 }
 
+void rtn_roundtrip(DType t, const float* x, float* y, int64_t n) {
+  std::vector<uint8_t> q(row_bytes(t, n));
+  quantize_row(t, x, q.data(), n);
+  kernels::dequantize_row_ref(t, q.data(), y, n);
+}
+
 Result<std::vector<float>> float_weights(const std::string& name, const TensorView& v) {
   if (!is_float_type(v.dtype))
     return Status::InvalidArgument(fmt::format(
@@ -132,49 +141,91 @@ Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& o
 
 Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::string& out_path,
                                      const QuantizeOptions& opt, const QuantizeCallback& cb) {
-  const bool gptq_method = opt.method == "gptq";
-  if (opt.method != "rtn" && !gptq_method)
-    return Status::Unsupported(fmt::format("--method '{}' is not implemented (rtn, gptq)", opt.method));
+  const bool gptq_method = opt.method == "gptq", awq_method = opt.method == "awq";
+  if (opt.method != "rtn" && !gptq_method && !awq_method)
+    return Status::Unsupported(fmt::format("--method '{}' is not implemented (rtn, gptq, awq)", opt.method));
   if (opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0 && opt.type != DType::kQ4_1 && opt.type != DType::kQ5_0)
     return Status::InvalidArgument(fmt::format("[quantize] cannot write {} (Q8_0, Q4_0, Q4_1, Q5_0)",
                                                dtype_name(opt.type)));
   if (gptq_method && opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0)
     return Status::InvalidArgument(fmt::format("[quantize] gptq writes Q4_0 or Q8_0, not {}", dtype_name(opt.type)));
-  if (gptq_method && opt.calib.empty())
-    return Status::InvalidArgument("[quantize] gptq needs a calibration text (--calib FILE)");
+  if ((gptq_method || awq_method) && opt.calib.empty())
+    return Status::InvalidArgument(fmt::format("[quantize] {} needs a calibration text (--calib FILE)", opt.method));
   if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");
   if (file_exists(in_path) && !model::is_gguf_file(in_path))
     return Status::Unsupported(fmt::format("[quantize] {} is not a GGUF file: quantize reads GGUF models (F32, F16 or "
                                            "BF16 weights)", in_path));
   SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
   Calibration cal;
-  if (gptq_method) {
+  if (!opt.calib.empty()) {  // rtn: for the error report only
     SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
   }
   const int64_t qk = dtype_info(opt.type).block_size;
   // ggml's GGML_QNT_VERSION is 2.
   const std::vector<std::pair<std::string, uint32_t>> set_keys = {{"general.quantization_version", 2},
                                                                    {"general.file_type", llama_file_type(opt.type)}};
+  std::map<std::string, AwqSite> awq;
+  if (awq_method) {
+    SLM_ASSIGN_OR_RETURN(awq, awq_search(*in, cal, opt.type));
+  }
+  auto awq_site = [&](const std::string& site) -> const AwqSite* {
+    auto it = awq.find(site);
+    return it == awq.end() ? nullptr : &it->second;
+  };
   auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
-    // Norms, biases and rows the blocks do not divide stay as they are.
-    if (v.shape.size() < 2 || v.cols() % qk != 0) return std::optional<NewTensor>{};
-    for (const std::string& k : opt.keep)
-      if (name.rfind(k, 0) == 0) return std::optional<NewTensor>{};
+    const bool kept = std::any_of(opt.keep.begin(), opt.keep.end(), [&](const std::string& k) { return name.rfind(k, 0) == 0; });
+    // Norms, biases, rows the blocks do not divide and kept tensors stay as they are...
+    const bool quantize = v.shape.size() >= 2 && v.cols() % qk == 0 && !kept;
+    // ...except where AWQ scales them: a reader's columns by s, its producer's rows by 1 / s.
+    const AwqSite* col_s = awq_site(input_site(name));
+    const AwqSite* row_s = nullptr;
+    const size_t dot = name.find('.', 4);
+    if (awq_method && name.rfind("blk.", 0) == 0 && dot != std::string::npos) {
+      const std::string prefix = name.substr(0, dot + 1), rest = name.substr(dot + 1);
+      if (rest == "attn_norm.weight") row_s = awq_site(prefix + "attn_in");
+      if (rest == "ffn_norm.weight") row_s = awq_site(prefix + "ffn_in");
+      if (rest == "ffn_up.weight") row_s = awq_site(prefix + "ffn_down");
+    }
+    if (!quantize && col_s == nullptr && row_s == nullptr) return std::optional<NewTensor>{};
+    if (kept && (col_s != nullptr || row_s != nullptr))
+      return Status::InvalidArgument(fmt::format("[quantize] --keep {}: awq scales it, keep only tensors outside the blocks", name));
     SLM_ASSIGN_OR_RETURN(auto x, float_weights(name, v));
-    const int64_t rows = v.rows(), cols = v.cols();
+    const bool one_d = v.shape.size() == 1;  // a norm: one scale per element
+    const int64_t rows = one_d ? v.numel() : v.rows(), cols = one_d ? 1 : v.cols();
+    std::vector<float> xs = x;  // scaled
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        float& e = xs[static_cast<size_t>(r * cols + c)];
+        if (col_s != nullptr) e *= col_s->scale[static_cast<size_t>(c)];
+        if (row_s != nullptr) e /= row_s->scale[static_cast<size_t>(r)];
+      }
+    if (!quantize) {
+      NewTensor nt{io::ggml_from_dtype(DType::kF32), std::vector<uint8_t>(xs.size() * sizeof(float)), {}};
+      std::memcpy(nt.bytes.data(), xs.data(), nt.bytes.size());
+      return std::optional<NewTensor>(std::move(nt));
+    }
     const size_t out_row = row_bytes(opt.type, cols);
-    NewTensor nt{io::ggml_from_dtype(opt.type), std::vector<uint8_t>(out_row * static_cast<size_t>(rows))};
+    NewTensor nt{io::ggml_from_dtype(opt.type), std::vector<uint8_t>(out_row * static_cast<size_t>(rows)), {}};
     std::vector<float> y(x.size());
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint8_t* dst = nt.bytes.data() + static_cast<size_t>(r) * out_row;
-      quantize_row(opt.type, &x[static_cast<size_t>(r * cols)], dst, cols);
+      quantize_row(opt.type, &xs[static_cast<size_t>(r * cols)], dst, cols);
       kernels::dequantize_row_ref(opt.type, dst, &y[static_cast<size_t>(r * cols)], cols);
     }
+    // y in the original weights' terms, for the errors.
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        float& e = y[static_cast<size_t>(r * cols + c)];
+        if (col_s != nullptr) e /= col_s->scale[static_cast<size_t>(c)];
+        if (row_s != nullptr) e *= row_s->scale[static_cast<size_t>(r)];
+      }
     const InputStats* s = cal.for_weight(name);
     if (s != nullptr) {
-      p.err_rtn = output_error(x, y, rows, cols, s->xtx);
-      p.err = p.err_rtn;
+      std::vector<float> y_rtn(x.size());
+      for (int64_t r = 0; r < rows; ++r) rtn_roundtrip(opt.type, &x[static_cast<size_t>(r * cols)], &y_rtn[static_cast<size_t>(r * cols)], cols);
+      p.err_rtn = output_error(x, y_rtn, rows, cols, s->xtx);
+      p.err = output_error(x, y, rows, cols, s->xtx);
       if (gptq_method) {
         std::vector<float> g = x;
         SLM_ASSIGN_OR_RETURN(nt.bytes, gptq(g, rows, cols, s->xtx, opt.type, opt.obs));

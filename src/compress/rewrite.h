@@ -34,4 +34,7 @@ Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& o
 // quantized tensor (compress reads F32, F16 or BF16 weights).
 Result<std::vector<float>> float_weights(const std::string& name, const TensorView& v);
 
+// x (n) through type t's blocks and back (round to nearest, ggml's rounding).
+void rtn_roundtrip(DType t, const float* x, float* y, int64_t n);
+
 }  // namespace slm::compress

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <vector>
 
@@ -188,6 +189,34 @@ TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
   EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
   o.calib = text;
   o.type = DType::kQ4_1;
+  EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
+  EXPECT_FALSE(file_exists(out));
+}
+
+TEST(QuantizeAwq, FoldsScalesAndBeatsRtnOnCalibration) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("awq.gguf");
+  compress::QuantizeOptions o;
+  o.type = DType::kQ4_0;
+  o.method = "awq";
+  o.calib = text;
+  o.calib_opt.n_ctx = 128;
+  auto r = compress::quantize_gguf(model, out, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  double err = 0, err_rtn = 0;
+  for (const auto& p : r->tensors)
+    if (p.err >= 0) err += p.err, err_rtn += p.err_rtn;
+  EXPECT_LT(err, err_rtn);
+  // The norms before attention now carry 1 / s: they changed.
+  auto a = io::GgufFile::open(model), b = io::GgufFile::open(out);
+  ASSERT_TRUE(a.ok() && b.ok());
+  auto na = (*a)->tensor("blk.0.attn_norm.weight"), nb = (*b)->tensor("blk.0.attn_norm.weight");
+  ASSERT_TRUE(na.ok() && nb.ok());
+  EXPECT_NE(std::memcmp(na->data, nb->data, 64 * sizeof(float)), 0);
+  ::unlink(out.c_str());
+  o.keep = {"blk.0.attn_q"};
   EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
   EXPECT_FALSE(file_exists(out));
 }

@@ -68,11 +68,12 @@ void print_report(const slm::compress::QuantizeReport& r, const std::string& out
 }  // namespace
 
 QuantizeCommand::QuantizeCommand(CLI::App& app) {
-  sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN to Q8_0, Q4_0, Q4_1, Q5_0; GPTQ to Q8_0, Q4_0)");
+  sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN, AWQ to Q8_0, Q4_0, Q4_1, Q5_0; GPTQ to Q8_0, Q4_0)");
   CLI::App* s = sub_;
   s->add_option("model", model_, "GGUF model (F32, F16 or BF16 weights)")->required();
   s->add_option("--type", type_, "Q8_0, Q4_0, Q4_1 or Q5_0")->required();
-  s->add_option("--method", o_.method, "rtn (round to nearest) or gptq (needs --calib)");
+  s->add_option("--method", o_.method, "rtn (round to nearest), gptq or awq (both need --calib; with rtn, --calib "
+                                       "reports each layer's output error)");
   s->add_option("--out", out_, "Output .gguf (written atomically)")->required();
   add_calib_options(s, o_.calib, o_.calib_opt, threads_);
   s->add_option("--damp", o_.obs.damp, "gptq: damping, a fraction of the Hessian's mean diagonal (default 0.01)")

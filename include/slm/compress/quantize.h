@@ -2,7 +2,7 @@
 //
 // GPTQ (obs.h) for the blocks' matrix products, from Hessians of a
 // calibration text (calibrate.h); the other 2-D tensors (embeddings, output)
-// round to nearest. RTN (round to nearest) with ggml's reference rounding, so that the blocks
+// round to nearest. AWQ (awq.h) scales before rounding to nearest. RTN (round to nearest) with ggml's reference rounding, so that the blocks
 // are byte-identical to llama-quantize's. Type choice per tensor, as
 // llama-quantize --pure does it for the legacy types (and as the reference
 // files in ../shared/data/models/quant-ref were made): every 2-D weight whose
@@ -31,8 +31,8 @@ namespace slm::compress {
 
 struct QuantizeOptions {
   DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0 (gptq: Q8_0, Q4_0)
-  std::string method = "rtn"; // rtn, or gptq (block weights from calibration; the rest rtn)
-  std::string calib;          // gptq: calibration text
+  std::string method = "rtn"; // rtn, gptq (block weights from calibration; the rest rtn) or awq (awq.h)
+  std::string calib;          // gptq, awq: calibration text (rtn: for the error report)
   CalibrationOptions calib_opt;
   CalibrationCallback calib_cb;
   ObsOptions obs;

@@ -1,0 +1,41 @@
+#!/bin/bash
+# The README's compression table: perplexity on held-out text and file size of
+# a GGUF model quantized (RTN, GPTQ) and pruned (magnitude, Wanda, SparseGPT;
+# 50% unstructured and 2:4; 25% of the feed-forward channels), one markdown row each.
+# Usage: bench/compress_table.sh MODEL.gguf CALIB.txt TEST.txt CTX [QUANTIZE FLAGS, e.g. --keep token_embd output.]
+# Env: SLM (default build/slm), OUT (default /tmp/slm-compress), THREADS (default 2).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+slm=${SLM:-build/slm}; out=${OUT:-/tmp/slm-compress}; t=${THREADS:-2}
+model=$1; calib=$2; test=$3; ctx=$4; shift 4
+mkdir -p "$out"
+f32=""
+row() {  # name file log
+  local ppl size err
+  ppl=$("$slm" eval "$2" --ppl "$test" --ctx "$ctx" -t "$t" 2>/dev/null | tail -1 | sed 's/ppl=//')
+  size=$(stat -c %s "$2")
+  [ -z "$f32" ] && f32=${ppl%% *}
+  err=$( [ -n "$3" ] && sed -n 's/.*over [0-9]* block matrices: \([0-9.e+-]*\).*/\1/p' "$3" || true)
+  printf '| %s | %.2f MiB | %s | %+.2f%% | %s |\n' "$1" "$(echo "$size / 1048576" | bc -l)" "$ppl" \
+    "$(echo "(${ppl%% *} / $f32 - 1) * 100" | bc -l)" "${err:--}"
+}
+echo "| model | size | ppl | vs F32 | mean layer output error |"
+echo "| --- | --- | --- | --- | --- |"
+row F32 "$model" ""
+for type in Q8_0 Q4_0; do
+  for m in rtn gptq "gptq --act-order" awq; do
+    name="$type ${m}"; file="$out/$type-${m// /}.gguf"
+    "$slm" quantize "$model" --type $type --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1
+    row "$name" "$file" "$file.log"
+  done
+done
+for pattern in "" "--pattern 2:4"; do
+  for m in magnitude wanda sparsegpt; do
+    name="$m ${pattern:+2:4}${pattern:-50%}"; file="$out/prune-$m${pattern:+-24}.gguf"
+    "$slm" prune "$model" --method $m --sparsity 0.5 $pattern --calib "$calib" --out "$file" -t "$t" > "$file.log" 2>&1
+    row "$name" "$file" "$file.log"
+  done
+done
+file="$out/prune-ffn25.gguf"
+"$slm" prune "$model" --method ffn --sparsity 0.25 --calib "$calib" --out "$file" -t "$t" > "$file.log" 2>&1
+row "ffn channels -25%" "$file" ""

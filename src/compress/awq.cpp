@@ -1,0 +1,86 @@
+#include "slm/compress/awq.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "rewrite.h"
+#include "slm/compress/obs.h"
+
+namespace slm::compress {
+
+namespace {
+
+// The weights that read each site, by the site's suffix.
+const std::map<std::string, std::vector<std::string>>& readers() {
+  static const std::map<std::string, std::vector<std::string>> kReaders = {
+      {"attn_in", {"attn_q", "attn_k", "attn_v"}}, {"ffn_in", {"ffn_gate", "ffn_up"}}, {"ffn_down", {"ffn_down"}}};
+  return kReaders;
+}
+
+}  // namespace
+
+Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const Calibration& cal, DType type) {
+  const auto arch = in.get_string("general.architecture");
+  if (!arch || (*arch != "llama" && *arch != "mistral" && *arch != "qwen2"))
+    return Status::Unsupported(fmt::format("[awq] folds scales into RMSNorm weights of Llama-family models, not {}",
+                                           arch ? *arch : "an unnamed architecture"));
+  const int64_t qk = dtype_info(type).block_size;
+  std::map<std::string, AwqSite> out;
+  for (const auto& [site, stats] : cal.sites) {
+    const std::string suffix = site.substr(site.rfind('.') + 1), prefix = site.substr(0, site.rfind('.') + 1);
+    auto rd = readers().find(suffix);
+    if (rd == readers().end() || stats.n_tok == 0) continue;
+    struct W {
+      std::vector<float> w;
+      int64_t rows;
+    };
+    std::vector<W> ws;
+    for (const std::string& r : rd->second) {
+      auto v = in.tensor(prefix + r + ".weight");
+      if (!v.ok()) return v.status();
+      if (v->cols() != stats.n) return Status::Internal(fmt::format("[awq] {}{} reads {} inputs, calibration saw {}", prefix, r, v->cols(), stats.n));
+      SLM_ASSIGN_OR_RETURN(auto w, float_weights(prefix + r + ".weight", *v));
+      ws.push_back({std::move(w), v->rows()});
+    }
+    const int64_t n = stats.n;
+    if (n % qk != 0) continue;
+    std::vector<double> rms(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j)
+      rms[j] = std::max(1e-8, std::sqrt(stats.xtx[static_cast<size_t>(j * n + j)] / static_cast<double>(stats.n_tok)));
+    AwqSite best;
+    double best_err = -1;
+    for (int g = 0; g < 20; ++g) {
+      const double alpha = g / 20.0;
+      std::vector<float> s(static_cast<size_t>(n));
+      double lo = INFINITY, hi = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        const double v = std::pow(rms[j], alpha);
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+        s[j] = static_cast<float>(v);
+      }
+      for (float& e : s) e = static_cast<float>(e / std::sqrt(lo * hi));
+      double err = 0;
+      for (const W& w : ws) {
+        std::vector<float> x(w.w.size()), y(w.w.size());
+        for (int64_t r = 0; r < w.rows; ++r)
+          for (int64_t j = 0; j < n; ++j) x[r * n + j] = w.w[r * n + j] * s[j];
+        for (int64_t r = 0; r < w.rows; ++r) rtn_roundtrip(type, &x[r * n], &y[r * n], n);
+        for (int64_t r = 0; r < w.rows; ++r)
+          for (int64_t j = 0; j < n; ++j) y[r * n + j] /= s[j];
+        err += output_error(w.w, y, w.rows, n, stats.xtx);
+      }
+      if (best_err < 0 || err < best_err) {
+        best_err = err;
+        best.scale = std::move(s);
+        best.alpha = alpha;
+      }
+    }
+    out[site] = std::move(best);
+  }
+  return out;
+}
+
+}  // namespace slm::compress
