@@ -5,6 +5,8 @@
 
 #include "slm/io/gguf.h"
 #include "slm/kernels/quant.h"
+#include "slm/tokenizer/gguf_export.h"
+#include "slm/tokenizer/load.h"
 
 namespace slm::model {
 
@@ -60,6 +62,15 @@ void write_metadata(const ModelSource& src, const std::string& arch, io::GgufWri
   if (c.eos_id >= 0) w->set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(c.eos_id));
 }
 
+// The tokenizer file beside the model (tokenizer.json, tokenizer.model, a
+// llama2.c tokenizer), when there is one, goes into the GGUF.
+Status write_tokenizer(const ModelSource& src, io::GgufWriter* w) {
+  if (src.gguf() != nullptr || src.tokenizer_path().empty()) return Status::Ok();
+  SLM_ASSIGN_OR_RETURN(auto tok, tokenizer::load_tokenizer_file(src.tokenizer_path(),
+                                                                static_cast<int32_t>(src.config().n_vocab)));
+  return tokenizer::add_tokenizer_to_gguf(*tok, src.tokenizer_path(), w);
+}
+
 }  // namespace
 
 Result<ConvertReport> convert_to_gguf(const ModelSource& src, const std::string& out_path) {
@@ -71,6 +82,11 @@ Result<ConvertReport> convert_to_gguf(const ModelSource& src, const std::string&
   io::GgufWriter w;
   write_metadata(src, arch, &w);
   ConvertReport rep;
+  if (Status st = write_tokenizer(src, &w); !st.ok()) {
+    if (st.code() != Status::Code::kUnsupported) return st;
+    rep.tokenizer_skipped = st.message();
+  }
+  rep.tokenizer_path = src.tokenizer_path();
   // Tensors of the model are made as the file is written, one at a time: a
   // converter of a 7B model must not hold it twice in memory.
   auto add = [&](const std::string& name, DType t, const std::vector<int64_t>& shape, size_t nbytes,

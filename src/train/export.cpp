@@ -2,12 +2,9 @@
 
 #include <cstring>
 
-#include <nlohmann/json.hpp>
-
-#include "slm/core/mapped_file.h"
 #include "slm/io/gguf.h"
-#include "slm/model/model_source.h"
 #include "slm/tokenizer/byte_level.h"
+#include "slm/tokenizer/gguf_export.h"
 
 namespace slm::train {
 
@@ -17,39 +14,6 @@ std::vector<uint8_t> bytes_of(const std::vector<float>& v) {
   std::vector<uint8_t> b(v.size() * sizeof(float));
   std::memcpy(b.data(), v.data(), b.size());
   return b;
-}
-
-// A byte-level BPE vocabulary (tokenizer.json, model.type BPE) as GGUF gpt2 keys.
-Status tokenizer_json_keys(const std::string& path, const tokenizer::Tokenizer& tok, io::GgufWriter* w) {
-  SLM_ASSIGN_OR_RETURN(std::string text, read_file(path));
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.contains("model") || !j["model"].contains("merges") ||
-      j["model"].value("type", "") != "BPE")
-    return Status::Unsupported(fmt::format("[export] {}: only byte-level BPE tokenizer.json files export to GGUF", path));
-  std::vector<std::string> merges;
-  for (const auto& m : j["model"]["merges"]) {
-    if (m.is_string()) {
-      merges.push_back(m.get<std::string>());
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
-    } else {
-      return Status::Corruption(fmt::format("[export] {}: a merge is neither \"a b\" nor [\"a\", \"b\"]", path));
-    }
-  }
-  std::vector<std::string> tokens;
-  std::vector<int32_t> types;
-  for (int32_t id = 0; id < tok.n_vocab(); ++id) {
-    tokens.push_back(tok.token_text(id));
-    types.push_back(static_cast<int32_t>(tok.token_attr(id)));
-  }
-  w->set_string("tokenizer.ggml.model", "gpt2");
-  w->set_string("tokenizer.ggml.pre", "gpt-2");
-  w->set_string_array("tokenizer.ggml.tokens", tokens);
-  w->set_i32_array("tokenizer.ggml.token_type", types);
-  w->set_string_array("tokenizer.ggml.merges", merges);
-  if (tok.eos() >= 0) w->set_u32("tokenizer.ggml.eos_token_id", static_cast<uint32_t>(tok.eos()));
-  if (tok.bos() >= 0) w->set_u32("tokenizer.ggml.bos_token_id", static_cast<uint32_t>(tok.bos()));
-  return Status::Ok();
 }
 
 Status tokenizer_keys(const TrainTokenizer& tok, io::GgufWriter* w) {
@@ -63,13 +27,7 @@ Status tokenizer_keys(const TrainTokenizer& tok, io::GgufWriter* w) {
     w->set_string_array("tokenizer.ggml.merges", {});
     return Status::Ok();
   }
-  if (model::is_gguf_file(tok.spec())) {
-    SLM_ASSIGN_OR_RETURN(auto src, io::GgufFile::open(tok.spec()));
-    for (const std::string& key : src->key_order())
-      if (key.rfind("tokenizer.", 0) == 0) w->set(key, src->metadata().at(key));
-    return Status::Ok();
-  }
-  return tokenizer_json_keys(tok.spec(), *tok.tokenizer(), w);
+  return tokenizer::add_tokenizer_to_gguf(*tok.tokenizer(), tok.spec(), w);
 }
 
 }  // namespace

@@ -201,9 +201,11 @@ int cmd_convert(const std::string& model, const std::string& out) {
   if (!r.ok()) return fail(r.status());
   std::fprintf(stderr, "slm: wrote %s: %s, %lld tensors, %.2f MiB\n", out.c_str(), (*src)->config().arch.c_str(),
                static_cast<long long>(r->n_tensors), static_cast<double>(r->bytes) / (1 << 20));
-  if (!(*src)->tokenizer_path().empty())
-    std::fprintf(stderr, "slm: the tokenizer is not embedded; run the GGUF with --tokenizer %s\n",
-                 (*src)->tokenizer_path().c_str());
+  if (!r->tokenizer_skipped.empty())
+    std::fprintf(stderr, "slm: the tokenizer is not embedded (%s); run the GGUF with --tokenizer %s\n",
+                 r->tokenizer_skipped.c_str(), r->tokenizer_path.c_str());
+  else if (!r->tokenizer_path.empty())
+    std::fprintf(stderr, "slm: embedded the tokenizer %s\n", r->tokenizer_path.c_str());
   return 0;
 }
 

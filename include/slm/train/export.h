@@ -1,8 +1,8 @@
 // Export of a trained model to GGUF (llama architecture, F32 weights, the
 // tokenizer inside), written atomically, so `slm run` and other GGUF readers
 // load it. Byte-level training vocabularies become a GPT-2 style vocabulary
-// of the 256 byte symbols with no merges (id = byte); a tokenizer.json
-// contributes its vocabulary and merges; a GGUF model its tokenizer.* keys.
+// of the 256 byte symbols with no merges (id = byte); other tokenizers go in
+// as tokenizer/gguf_export.h writes them.
 #pragma once
 
 #include <string>
