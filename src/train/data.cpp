@@ -6,6 +6,7 @@
 
 #include "slm/core/progress.h"
 #include "slm/io/gguf.h"
+#include "slm/tokenizer/gguf_export.h"
 #include "slm/tokenizer/load.h"
 
 namespace slm::train {
@@ -39,6 +40,9 @@ Result<TrainTokenizer> TrainTokenizer::open(const std::string& spec) {
     return Status::NotFound(fmt::format("[train] tokenizer '{}' is neither 'byte' nor an existing file "
                                         "(a tokenizer.json or a .gguf model)", spec));
   SLM_ASSIGN_OR_RETURN(auto tok, tokenizer::load_tokenizer_file(spec));
+  // The run ends in a GGUF with the tokenizer inside: find out now, not after training.
+  io::GgufWriter scratch;
+  SLM_RETURN_IF_ERROR(tokenizer::add_tokenizer_to_gguf(*tok, spec, &scratch));
   t.tok_ = std::move(tok);
   return t;
 }

@@ -229,6 +229,14 @@ TEST(Trainer, BadInputGetsClearErrors) {
   o.data = {write_text(dir + "/short.txt", "too short\n")};
   EXPECT_NE(message(o).find("too few"), std::string::npos) << message(o);
 
+  // A tokenizer the GGUF export cannot carry is refused before training.
+  const std::string unigram = test::shared_data("tokenizers/hf-tokenizer-cases/tiny_unigram_tokenizer.json");
+  if (file_exists(unigram)) {
+    auto t = TrainTokenizer::open(unigram);
+    ASSERT_FALSE(t.ok());
+    EXPECT_NE(t.status().to_string().find("unigram"), std::string::npos) << t.status().to_string();
+  }
+
   // Impossible model shapes.
   EXPECT_FALSE(config_from_json({{"vocab", 256}, {"dim", 30}, {"layers", 2}, {"heads", 4}, {"ffn", 64}, {"ctx", 32}}).ok());
   EXPECT_FALSE(config_from_json({{"vocab", 256}, {"dim", 32}, {"layers", 0}, {"heads", 4}, {"ffn", 64}, {"ctx", 32}}).ok());
