@@ -1,6 +1,13 @@
 #include "slm/train/default_model.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -74,6 +81,18 @@ Result<std::string> ensure_default_model(int threads) {
   const std::string root = cache_dir(), gguf = root + "/" + kName + ".gguf", dir = root + "/" + kName;
   if (file_exists(gguf)) return gguf;
   SLM_ASSIGN_OR_RETURN(std::vector<std::string> corpus, default_corpus());
+  // One trainer at a time: a second `slm run` waits for the first, then finds the model.
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return Status::IoError(fmt::format("cannot create {}: {}", dir, ec.message()));
+  const int lock = ::open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock < 0) return Status::IoError(fmt::format("cannot open {}/lock: {}", dir, std::strerror(errno)));
+  const std::unique_ptr<int, void (*)(int*)> unlock(new int(lock), [](int* fd) { ::close(*fd); delete fd; });
+  if (::flock(lock, LOCK_EX | LOCK_NB) != 0) {
+    std::fprintf(stderr, "slm: another slm is training the default model; waiting for it\n");
+    if (::flock(lock, LOCK_EX) != 0) return Status::IoError(fmt::format("cannot lock {}/lock", dir));
+  }
+  if (file_exists(gguf)) return gguf;
   TrainOptions o = default_model_recipe(corpus, dir);
   o.threads = threads;
   o.resume = file_exists(dir + "/checkpoint.safetensors");
@@ -82,7 +101,6 @@ Result<std::string> ensure_default_model(int threads) {
   SLM_ASSIGN_OR_RETURN(TrainResult r, train(o));
   std::fprintf(stderr, "slm: default model ready: validation loss %.3f nats/byte, %.0f tokens/s\n", r.val_loss,
                r.tokens_per_s);
-  std::error_code ec;
   fs::rename(r.gguf_path, gguf, ec);
   if (ec) return Status::IoError(fmt::format("cannot move {} to {}: {}", r.gguf_path, gguf, ec.message()));
   return gguf;

@@ -65,5 +65,26 @@ TEST(TrainCli, RunWithoutAModelUsesTheCachedDefault) {
   fs::remove_all(cache);
 }
 
+TEST(TrainCli, ASecondRunWaitsForTheFirstToFinishTheDefault) {
+  // While one slm holds the default model's lock (here: flock(1), which then
+  // puts a model in place), another waits and runs what the first made.
+  const std::string model = test::shared_data("models/stories260K/stories260K.gguf");
+  SLM_REQUIRE_DATA(model);
+  // Without the corpus slm stops before it takes the lock.
+  if (!file_exists("/usr/share/games/fortunes/fortunes")) GTEST_SKIP() << "the fortunes package is not installed";
+  const std::string cache = (fs::temp_directory_path() / ("slm_cache_lock_" + std::to_string(getpid()))).string();
+  fs::remove_all(cache);
+  fs::create_directories(cache + "/default-fortunes-v1");
+  std::string out;
+  const std::string cmd = "(flock " + cache + "/default-fortunes-v1/lock -c 'sleep 1; cp " + model + " " + cache +
+                          "/default-fortunes-v1.gguf') & sleep 0.3; SLM_CACHE_DIR=" + cache + " " + test::slm_binary() +
+                          " run --prompt-ids 1 -n 5 --temp 0 --print-ids --ignore-eos 2>" + cache + "/err; wait";
+  EXPECT_EQ(test::run_command(cmd, &out), 0) << out;
+  EXPECT_EQ(std::count(out.begin(), out.end(), ' '), 4) << out;
+  auto err = read_file(cache + "/err");
+  EXPECT_NE(err->find("waiting"), std::string::npos) << *err;
+  fs::remove_all(cache);
+}
+
 }  // namespace
 }  // namespace slm
