@@ -77,6 +77,8 @@ Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& token
   SLM_ASSIGN_OR_RETURN(auto kv, model::KvCache::create(m.config(), 0, m.config().n_layer, 1, n_ctx, DType::kF32));
   std::vector<model::BatchToken> batch(static_cast<size_t>(n_ctx));
   std::vector<float> hidden(static_cast<size_t>(n_ctx * m.config().n_embd));
+  std::vector<float> before;
+  cal.layer_influence.assign(static_cast<size_t>(m.config().n_layer), 0.0);
   for (int64_t w = 0; w < n_windows; ++w) {
     for (int64_t j = 0; j < n_ctx; ++j) {
       model::BatchToken& b = batch[static_cast<size_t>(j)];
@@ -85,8 +87,20 @@ Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& token
     }
     kv->set_length(0, 0);
     SLM_RETURN_IF_ERROR(m.embed(batch, hidden.data()));
-    SLM_RETURN_IF_ERROR(m.forward_layers(batch, 0, m.config().n_layer, hidden.data(), *kv)
-                            .with_context(fmt::format("[calibrate] window {}", w)));
+    for (int64_t l = 0; l < m.config().n_layer; ++l) {  // layer by layer, for each one's influence
+      before = hidden;
+      SLM_RETURN_IF_ERROR(
+          m.forward_layers(batch, l, l + 1, hidden.data(), *kv).with_context(fmt::format("[calibrate] window {}", w)));
+      const int64_t D = m.config().n_embd;
+      for (int64_t t = 0; t < n_ctx; ++t) {
+        double ab = 0, aa = 0, bb = 0;
+        for (int64_t d = 0; d < D; ++d) {
+          const double a = before[static_cast<size_t>(t * D + d)], b = hidden[static_cast<size_t>(t * D + d)];
+          ab += a * b, aa += a * a, bb += b * b;
+        }
+        cal.layer_influence[static_cast<size_t>(l)] += (1 - ab / std::sqrt(std::max(aa * bb, 1e-30))) / static_cast<double>(n_windows * n_ctx);
+      }
+    }
     cal.n_tokens += n_ctx;
     if (cb) cb(w + 1, n_windows);
   }

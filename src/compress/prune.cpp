@@ -96,6 +96,45 @@ Result<QuantizeReport> prune_ffn_channels(const io::GgufFile& in, const std::str
   return rewrite_gguf(in, out_path, {{ff_key, static_cast<uint32_t>(keep)}}, fn, cb);
 }
 
+// Structured: whole layers, those of least Block Influence, leave; the
+// others are renumbered in order.
+Result<QuantizeReport> prune_layers(const io::GgufFile& in, const std::string& out_path, const Calibration& cal,
+                                    double sparsity, const QuantizeCallback& cb) {
+  const auto arch = in.get_string("general.architecture");
+  if (!arch) return Status::InvalidArgument("[prune] the model names no general.architecture");
+  const int64_t n_layer = static_cast<int64_t>(cal.layer_influence.size());
+  const int64_t n_drop = std::llround(static_cast<double>(n_layer) * sparsity);
+  if (n_drop >= n_layer)
+    return Status::InvalidArgument(fmt::format("[prune] --sparsity {} would remove all {} layers", sparsity, n_layer));
+  std::vector<int64_t> order(static_cast<size_t>(n_layer));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return cal.layer_influence[static_cast<size_t>(a)] < cal.layer_influence[static_cast<size_t>(b)];
+  });
+  std::vector<int64_t> new_index(static_cast<size_t>(n_layer), -1);
+  std::vector<bool> drop(static_cast<size_t>(n_layer), false);
+  for (int64_t i = 0; i < n_drop; ++i) drop[static_cast<size_t>(order[static_cast<size_t>(i)])] = true;
+  for (int64_t l = 0, k = 0; l < n_layer; ++l)
+    if (!drop[static_cast<size_t>(l)]) new_index[static_cast<size_t>(l)] = k++;
+
+  auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+    const size_t dot = name.find('.', 4);
+    if (name.rfind("blk.", 0) != 0 || dot == std::string::npos) return std::optional<NewTensor>{};
+    const int64_t l = std::atoi(name.c_str() + 4);
+    if (l < 0 || l >= n_layer) return Status::InvalidArgument(fmt::format("[prune] {}: layer outside [0, {})", name, n_layer));
+    p.zeros = drop[static_cast<size_t>(l)] ? 1.0 : 0.0;
+    NewTensor nt;
+    nt.drop = drop[static_cast<size_t>(l)];
+    if (nt.drop) return std::optional<NewTensor>(std::move(nt));
+    nt.ggml_type = io::ggml_from_dtype(v.dtype);
+    const auto* b = static_cast<const uint8_t*>(v.data);
+    nt.bytes.assign(b, b + v.nbytes);
+    nt.name = fmt::format("blk.{}.{}", new_index[static_cast<size_t>(l)], name.substr(dot + 1));
+    return std::optional<NewTensor>(std::move(nt));
+  };
+  return rewrite_gguf(in, out_path, {{*arch + ".block_count", static_cast<uint32_t>(n_layer - n_drop)}}, fn, cb);
+}
+
 }  // namespace
 
 Result<std::pair<int, int>> parse_nm_pattern(const std::string& s) {
@@ -111,11 +150,12 @@ Result<std::pair<int, int>> parse_nm_pattern(const std::string& s) {
 
 Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string& out_path, const PruneOptions& opt,
                                   const QuantizeCallback& cb) {
-  if (opt.method != "magnitude" && opt.method != "wanda" && opt.method != "sparsegpt" && opt.method != "ffn")
+  const bool structured = opt.method == "ffn" || opt.method == "layers";
+  if (opt.method != "magnitude" && opt.method != "wanda" && opt.method != "sparsegpt" && !structured)
     return Status::InvalidArgument(
-        fmt::format("[prune] --method '{}' is unknown (magnitude, wanda, sparsegpt, ffn)", opt.method));
-  if (opt.method == "ffn" && !opt.pattern.empty())
-    return Status::InvalidArgument("[prune] --method ffn removes whole channels: no --pattern");
+        fmt::format("[prune] --method '{}' is unknown (magnitude, wanda, sparsegpt, ffn, layers)", opt.method));
+  if (structured && !opt.pattern.empty())
+    return Status::InvalidArgument(fmt::format("[prune] --method {} removes whole parts: no --pattern", opt.method));
   int n_of = 0, m = 0;
   if (!opt.pattern.empty()) {
     SLM_ASSIGN_OR_RETURN(auto nm, parse_nm_pattern(opt.pattern));
@@ -136,6 +176,7 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
   }
 
   if (opt.method == "ffn") return prune_ffn_channels(*in, out_path, cal, opt.sparsity, cb);
+  if (opt.method == "layers") return prune_layers(*in, out_path, cal, opt.sparsity, cb);
 
   auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
     if (input_site(name).empty() || v.shape.size() != 2) return std::optional<NewTensor>{};

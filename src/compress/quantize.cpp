@@ -125,10 +125,13 @@ Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& o
       p.bytes_out = ti.nbytes;
       const auto* b = static_cast<const uint8_t*>(view->data);
       w.add_tensor(ti.name, ti.ggml_type, ti.shape, std::vector<uint8_t>(b, b + ti.nbytes));
+    } else if (nt->drop) {
+      p.to = "-";
     } else {
       p.to = io::ggml_type_name(nt->ggml_type);
       p.bytes_out = nt->bytes.size();
-      w.add_tensor(ti.name, nt->ggml_type, nt->shape.empty() ? ti.shape : nt->shape, std::move(nt->bytes));
+      w.add_tensor(nt->name.empty() ? ti.name : nt->name, nt->ggml_type, nt->shape.empty() ? ti.shape : nt->shape,
+                   std::move(nt->bytes));
     }
     rep.bytes_in += p.bytes_in;
     rep.bytes_out += p.bytes_out;

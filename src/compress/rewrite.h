@@ -18,6 +18,8 @@ struct NewTensor {
   uint32_t ggml_type = 0;
   std::vector<uint8_t> bytes;
   std::vector<int64_t> shape;  // outermost first; empty: unchanged
+  std::string name;            // empty: unchanged
+  bool drop = false;           // leave the tensor out
 };
 
 // Called per tensor (in writing order) with its stored view; returns the new

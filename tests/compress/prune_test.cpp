@@ -163,6 +163,30 @@ TEST(Prune, FfnChannelsMakeASmallerModelThatRuns) {
   EXPECT_FALSE(compress::prune_gguf(model, out, o).ok());
 }
 
+TEST(Prune, LayersOfLeastInfluenceLeave) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("layers.gguf");
+  compress::PruneOptions o;
+  o.method = "layers";
+  o.sparsity = 0.2;  // 1 of 5
+  o.calib = text;
+  o.calib_opt.n_ctx = 128;
+  auto r = compress::prune_gguf(model, out, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  int dropped = 0;
+  for (const auto& p : r->tensors) dropped += p.to == "-";
+  EXPECT_EQ(dropped, 9);  // one layer's 9 tensors
+  auto src = model::ModelSource::open(out);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  EXPECT_EQ((*src)->config().n_layer, 4);
+  ::unlink(out.c_str());
+  o.sparsity = 0.95;
+  EXPECT_NE(compress::prune_gguf(model, out, o).status().to_string().find("all 5 layers"), std::string::npos);
+  EXPECT_FALSE(file_exists(out));
+}
+
 TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
   const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
   SLM_REQUIRE_DATA(model);

@@ -9,7 +9,10 @@
 //   channels, those of smallest ||X_c|| * ||W_down[:, c]||, which removes
 //   rows of ffn_gate/ffn_up and columns of ffn_down: a smaller model with a
 //   smaller feed_forward_length that runs faster. Where n_ff is whole blocks
-//   of 32, so is the number kept (the model still quantizes).
+//   of 32, so is the number kept (the model still quantizes);
+// - layers (structured): the share of whole layers of least Block Influence
+//   (1 - cos(layer input, layer output) on the calibration text, ShortGPT)
+//   leave; the rest are renumbered and block_count set.
 //
 // Unstructured at a sparsity in [0, 1), or N:M (n of every m consecutive
 // inputs dropped, e.g. 2:4). Pruned tensors are written as F32 (zeros in
@@ -27,7 +30,7 @@
 namespace slm::compress {
 
 struct PruneOptions {
-  std::string method = "magnitude";  // magnitude, wanda, sparsegpt, ffn
+  std::string method = "magnitude";  // magnitude, wanda, sparsegpt, ffn, layers
   double sparsity = 0.5;             // unstructured; ignored with a pattern
   std::string pattern;               // "N:M" or "" (unstructured)
   std::string calib;                 // wanda, sparsegpt (magnitude: reports the output error with it)
