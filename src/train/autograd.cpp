@@ -230,7 +230,8 @@ Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& 
   auto probs = std::make_shared<std::vector<T>>(static_cast<size_t>(batch * n_head * seq * seq), T(0));
   auto first_key = [window](int64_t i) { return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; };
   std::vector<T> y(static_cast<size_t>(batch * seq * QC), T(0));
-#pragma omp parallel for collapse(2) schedule(static)
+  const bool threads = batch * n_head * seq * seq * hd >= kParallelMin;
+#pragma omp parallel for collapse(2) schedule(static) if (threads)
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < n_head; ++h) {
       const int64_t kh = h / group;
@@ -265,7 +266,7 @@ Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& 
     T* dk = k->g();
     T* dv = v->g();
     // One task per (sequence, KV head): its query heads write the same dK, dV rows.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (threads)
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t kh = 0; kh < n_head_kv; ++kh) {
         std::vector<T> dp(static_cast<size_t>(seq));

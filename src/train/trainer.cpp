@@ -13,6 +13,7 @@
 #include "slm/core/mapped_file.h"
 #include "slm/core/progress.h"
 #include "slm/train/checkpoint.h"
+#include "slm/train/data_parallel.h"
 #include "slm/train/data.h"
 #include "slm/train/export.h"
 #include "slm/train/loss_curve.h"
@@ -105,6 +106,7 @@ Result<TrainResult> train(TrainOptions opt) {
 
   SLM_ASSIGN_OR_RETURN(Transformer<float> model, Transformer<float>::create(opt.model, opt.seed));
   AdamW adam(model.params(), opt.adam);
+  DataParallel shards(model, opt.threads > 0 ? opt.threads : omp_get_max_threads());
   std::mt19937_64 rng(opt.seed);
   int64_t step = 0;
   std::vector<LossPoint> curve;
@@ -135,9 +137,7 @@ Result<TrainResult> train(TrainOptions opt) {
     for (int64_t b = 0; b < opt.eval_batches; ++b) {
       const std::vector<int64_t> offs(val_offsets.begin() + b * opt.batch, val_offsets.begin() + (b + 1) * opt.batch);
       fill_batch(data, offs, opt.seq, &x, &y);
-      Tape<float> tape;
-      tape.bf16 = opt.bf16;
-      sum += model.loss(tape, x, y, opt.batch, opt.seq)->value[0];
+      sum += shards.step(x, y, opt.batch, opt.seq, /*backward=*/false, 1.0f, opt.bf16, false);
     }
     return sum / static_cast<double>(opt.eval_batches);
   };
@@ -165,11 +165,8 @@ Result<TrainResult> train(TrainOptions opt) {
     for (int64_t a = 0; a < opt.accum; ++a) {
       for (int64_t& o : offs) o = static_cast<int64_t>(rng() % static_cast<uint64_t>(n_train - opt.seq));
       fill_batch(data, offs, opt.seq, &x, &y);
-      Tape<float> tape;
-      tape.bf16 = opt.bf16;
-      Var<float> loss = model.loss(tape, x, y, opt.batch, opt.seq, opt.recompute);
-      loss_sum += loss->value[0];
-      tape.backward(loss, 1.0f / static_cast<float>(opt.accum));
+      loss_sum += shards.step(x, y, opt.batch, opt.seq, /*backward=*/true, 1.0f / static_cast<float>(opt.accum),
+                              opt.bf16, opt.recompute);
     }
     const double loss = loss_sum / static_cast<double>(opt.accum);
     if (!std::isfinite(loss))
