@@ -24,6 +24,50 @@ NewTensor f32_tensor(const std::vector<float>& x, std::vector<int64_t> shape) {
   return nt;
 }
 
+// The tensor keeping only the listed rows (a 1-D tensor's elements) or, by_cols, columns.
+NewTensor take(const std::vector<float>& x, const TensorView& v, const std::vector<int64_t>& idx, bool by_cols) {
+  std::vector<float> y;
+  std::vector<int64_t> shape = v.shape;
+  const int64_t cols = v.shape.size() == 1 ? 1 : v.cols();
+  if (by_cols) {
+    for (int64_t r = 0; r < v.rows(); ++r)
+      for (int64_t c : idx) y.push_back(x[static_cast<size_t>(r * cols + c)]);
+    shape.back() = static_cast<int64_t>(idx.size());
+  } else {
+    for (int64_t r : idx) y.insert(y.end(), x.begin() + r * cols, x.begin() + (r + 1) * cols);
+    shape[0] = static_cast<int64_t>(idx.size());
+  }
+  return f32_tensor(y, std::move(shape));
+}
+
+// Per input channel c of a matrix (rows, n) reading site s: ||X_c|| * ||W[:, c]||,
+// Wanda's score summed over the channel's weights: its expected contribution to the output.
+Result<std::vector<double>> channel_scores(const io::GgufFile& in, const Calibration& cal, const std::string& weight) {
+  auto v = in.tensor(weight);
+  if (!v.ok()) return v.status();
+  SLM_ASSIGN_OR_RETURN(auto w, float_weights(weight, *v));
+  const InputStats* s = cal.for_weight(weight);
+  const int64_t n = v->cols();
+  if (s == nullptr || s->n != n)
+    return Status::InvalidArgument(fmt::format("[prune] {}: {} inputs, calibration saw {}", weight, n, s ? s->n : 0));
+  const std::vector<float> xn = s->norms();
+  std::vector<double> score(static_cast<size_t>(n), 0.0);
+  for (int64_t r = 0; r < v->rows(); ++r)
+    for (int64_t c = 0; c < n; ++c) score[c] += static_cast<double>(w[r * n + c]) * w[r * n + c];
+  for (int64_t c = 0; c < n; ++c) score[c] = std::sqrt(score[c]) * xn[c];
+  return score;
+}
+
+// The indices of the k largest scores, ascending.
+std::vector<int64_t> top_k(const std::vector<double>& score, int64_t k) {
+  std::vector<int64_t> idx(score.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
+  idx.resize(static_cast<size_t>(k));
+  std::sort(idx.begin(), idx.end());
+  return idx;
+}
+
 // Structured: each layer keeps the same number of feed-forward channels, the
 // ones of largest ||X_c|| * ||W_down[:, c]|| (Wanda's score summed over the
 // channel's output weights: its expected contribution to the block's output).
@@ -47,26 +91,11 @@ Result<QuantizeReport> prune_ffn_channels(const io::GgufFile& in, const std::str
   auto channels = [&](const std::string& layer_prefix, int layer) -> Result<const std::vector<int64_t>*> {
     auto it = kept.find(layer);
     if (it != kept.end()) return &it->second;
-    auto dv = in.tensor(layer_prefix + "ffn_down.weight");
-    if (!dv.ok()) return dv.status();
-    SLM_ASSIGN_OR_RETURN(auto down, float_weights(layer_prefix + "ffn_down.weight", *dv));
-    const InputStats* s = cal.for_weight(layer_prefix + "ffn_down.weight");
-    if (s == nullptr || s->n != n_ff || dv->cols() != n_ff)
-      return Status::InvalidArgument(fmt::format("[prune] {}ffn_down: {} channels, calibration saw {}", layer_prefix,
-                                                 dv->cols(), s ? s->n : 0));
-    const std::vector<float> xn = s->norms();
-    std::vector<float> score(static_cast<size_t>(n_ff));
-    for (int64_t c = 0; c < n_ff; ++c) {
-      double w2 = 0;
-      for (int64_t r = 0; r < dv->rows(); ++r) w2 += static_cast<double>(down[r * n_ff + c]) * down[r * n_ff + c];
-      score[c] = static_cast<float>(std::sqrt(w2) * xn[c]);
-    }
-    std::vector<int64_t> idx(static_cast<size_t>(n_ff));
-    std::iota(idx.begin(), idx.end(), 0);
-    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return score[a] > score[b]; });
-    idx.resize(static_cast<size_t>(keep));
-    std::sort(idx.begin(), idx.end());
-    return &(kept[layer] = std::move(idx));
+    SLM_ASSIGN_OR_RETURN(auto score, channel_scores(in, cal, layer_prefix + "ffn_down.weight"));
+    if (static_cast<int64_t>(score.size()) != n_ff)
+      return Status::InvalidArgument(fmt::format("[prune] {}ffn_down has {} channels, layer 0 {}", layer_prefix,
+                                                 score.size(), n_ff));
+    return &(kept[layer] = top_k(score, keep));
   };
 
   auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
@@ -78,22 +107,70 @@ Result<QuantizeReport> prune_ffn_channels(const io::GgufFile& in, const std::str
     if (!rows_are_channels && rest != "ffn_down.weight") return std::optional<NewTensor>{};
     SLM_ASSIGN_OR_RETURN(const std::vector<int64_t>* ch, channels(prefix, std::atoi(name.c_str() + 4)));
     SLM_ASSIGN_OR_RETURN(auto x, float_weights(name, v));
-    std::vector<float> y;
-    std::vector<int64_t> shape = v.shape;
-    const int64_t cols = v.cols();
-    if (rows_are_channels) {  // (n_ff, D) or a bias (n_ff)
-      const int64_t width = v.shape.size() == 1 ? 1 : cols;
-      for (int64_t c : *ch) y.insert(y.end(), x.begin() + c * width, x.begin() + (c + 1) * width);
-      shape[0] = keep;
-    } else {  // ffn_down (D, n_ff)
-      for (int64_t r = 0; r < v.rows(); ++r)
-        for (int64_t c : *ch) y.push_back(x[static_cast<size_t>(r * cols + c)]);
-      shape.back() = keep;
-    }
     p.zeros = 1 - static_cast<double>(keep) / static_cast<double>(n_ff);  // the share removed
-    return std::optional<NewTensor>(f32_tensor(y, std::move(shape)));
+    return std::optional<NewTensor>(take(x, v, *ch, !rows_are_channels));
   };
   return rewrite_gguf(in, out_path, {{ff_key, static_cast<uint32_t>(keep)}}, fn, cb);
+}
+
+// Structured: each layer keeps the same number of key/value heads (each with
+// the query heads that share it), those whose attention output channels
+// score highest (channel_scores of attn_output, summed over the group).
+Result<QuantizeReport> prune_heads(const io::GgufFile& in, const std::string& out_path, const Calibration& cal,
+                                   double sparsity, const QuantizeCallback& cb) {
+  const auto arch = in.get_string("general.architecture");
+  if (!arch) return Status::InvalidArgument("[prune] the model names no general.architecture");
+  const std::string a = *arch + ".";
+  const int64_t n_head = in.get_int(a + "attention.head_count").value_or(0);
+  const int64_t n_kv = in.get_int(a + "attention.head_count_kv").value_or(n_head);
+  const int64_t n_embd = in.get_int(a + "embedding_length").value_or(0);
+  if (n_head <= 0 || n_kv <= 0 || n_head % n_kv != 0 || n_embd <= 0)
+    return Status::InvalidArgument(fmt::format("[prune] --method heads: {} heads, {} KV heads, width {}", n_head, n_kv, n_embd));
+  const int64_t hd = in.get_int(a + "attention.key_length").value_or(n_embd / n_head), group = n_head / n_kv;
+  const int64_t keep = n_kv - std::llround(static_cast<double>(n_kv) * sparsity);
+  if (keep < 1)
+    return Status::InvalidArgument(fmt::format("[prune] --sparsity {} would remove all {} KV heads", sparsity, n_kv));
+
+  struct Kept {
+    std::vector<int64_t> q, kv;  // rows of attn_q (columns of attn_output), rows of attn_k / attn_v
+  };
+  std::map<std::string, Kept> kept;  // by layer prefix
+  auto heads = [&](const std::string& prefix) -> Result<const Kept*> {
+    auto it = kept.find(prefix);
+    if (it != kept.end()) return &it->second;
+    SLM_ASSIGN_OR_RETURN(auto score, channel_scores(in, cal, prefix + "attn_output.weight"));
+    if (static_cast<int64_t>(score.size()) != n_head * hd)
+      return Status::InvalidArgument(fmt::format("[prune] {}attn_output reads {} values, not {} heads of {}", prefix,
+                                                 score.size(), n_head, hd));
+    std::vector<double> g_score(static_cast<size_t>(n_kv), 0.0);
+    for (int64_t c = 0; c < n_head * hd; ++c) g_score[static_cast<size_t>(c / hd / group)] += score[static_cast<size_t>(c)];
+    Kept k;
+    for (int64_t g : top_k(g_score, keep)) {
+      for (int64_t d = 0; d < hd; ++d) k.kv.push_back(g * hd + d);
+      for (int64_t d = 0; d < group * hd; ++d) k.q.push_back(g * group * hd + d);
+    }
+    return &(kept[prefix] = std::move(k));
+  };
+  auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+    const size_t dot = name.find('.', 4);
+    if (name.rfind("blk.", 0) != 0 || dot == std::string::npos) return std::optional<NewTensor>{};
+    const std::string prefix = name.substr(0, dot + 1), rest = name.substr(dot + 1);
+    const std::string base = rest.substr(0, rest.find('.'));
+    if (base == "attn_qkv")
+      return Status::Unsupported(fmt::format("[prune] --method heads: {} is a fused projection", name));
+    if (base != "attn_q" && base != "attn_k" && base != "attn_v" && rest != "attn_output.weight")
+      return std::optional<NewTensor>{};
+    SLM_ASSIGN_OR_RETURN(const Kept* k, heads(prefix));
+    SLM_ASSIGN_OR_RETURN(auto x, float_weights(name, v));
+    p.zeros = 1 - static_cast<double>(keep) / static_cast<double>(n_kv);
+    if (rest == "attn_output.weight") return std::optional<NewTensor>(take(x, v, k->q, true));
+    return std::optional<NewTensor>(take(x, v, base == "attn_q" ? k->q : k->kv, false));
+  };
+  const auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
+  return rewrite_gguf(in, out_path,
+                      {{a + "attention.head_count", u32(keep * group)}, {a + "attention.head_count_kv", u32(keep)},
+                       {a + "attention.key_length", u32(hd)}, {a + "attention.value_length", u32(hd)}},
+                      fn, cb);
 }
 
 // Structured: whole layers, those of least Block Influence, leave; the
@@ -150,10 +227,10 @@ Result<std::pair<int, int>> parse_nm_pattern(const std::string& s) {
 
 Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string& out_path, const PruneOptions& opt,
                                   const QuantizeCallback& cb) {
-  const bool structured = opt.method == "ffn" || opt.method == "layers";
+  const bool structured = opt.method == "ffn" || opt.method == "heads" || opt.method == "layers";
   if (opt.method != "magnitude" && opt.method != "wanda" && opt.method != "sparsegpt" && !structured)
     return Status::InvalidArgument(
-        fmt::format("[prune] --method '{}' is unknown (magnitude, wanda, sparsegpt, ffn, layers)", opt.method));
+        fmt::format("[prune] --method '{}' is unknown (magnitude, wanda, sparsegpt, ffn, heads, layers)", opt.method));
   if (structured && !opt.pattern.empty())
     return Status::InvalidArgument(fmt::format("[prune] --method {} removes whole parts: no --pattern", opt.method));
   int n_of = 0, m = 0;
@@ -176,6 +253,7 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
   }
 
   if (opt.method == "ffn") return prune_ffn_channels(*in, out_path, cal, opt.sparsity, cb);
+  if (opt.method == "heads") return prune_heads(*in, out_path, cal, opt.sparsity, cb);
   if (opt.method == "layers") return prune_layers(*in, out_path, cal, opt.sparsity, cb);
 
   auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {

@@ -163,6 +163,40 @@ TEST(Prune, FfnChannelsMakeASmallerModelThatRuns) {
   EXPECT_FALSE(compress::prune_gguf(model, out, o).ok());
 }
 
+TEST(Prune, HeadsByKeyValueGroup) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("heads.gguf");
+  compress::PruneOptions o;
+  o.method = "heads";
+  o.sparsity = 0.25;  // 1 of 4 KV heads, with its 2 query heads
+  o.calib = text;
+  o.calib_opt.n_ctx = 128;
+  auto r = compress::prune_gguf(model, out, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  auto src = model::ModelSource::open(out);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  EXPECT_EQ((*src)->config().n_head, 6);
+  EXPECT_EQ((*src)->config().n_head_kv, 3);
+  EXPECT_EQ((*src)->config().head_dim, 8);
+  EXPECT_EQ((*src)->weights().layers[2].wo.cols(), 48);
+  auto tok = engine::open_tokenizer(model);
+  ASSERT_TRUE(tok.ok());
+  auto ids = compress::tokenize_file(**tok, text);
+  ASSERT_TRUE(ids.ok());
+  compress::PerplexityOptions po;
+  po.n_ctx = 128;
+  model::Model m((*src)->config(), (*src)->weights());
+  auto ppl = compress::perplexity(m, *ids, (*tok)->bos(), po);
+  ASSERT_TRUE(ppl.ok());
+  EXPECT_LT(ppl->ppl, 30);  // F32: 6.85; chance: 512
+  ::unlink(out.c_str());
+  o.sparsity = 0.9;
+  EXPECT_FALSE(compress::prune_gguf(model, out, o).ok());
+  EXPECT_FALSE(file_exists(out));
+}
+
 TEST(Prune, LayersOfLeastInfluenceLeave) {
   const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
   SLM_REQUIRE_DATA(model);

@@ -97,11 +97,11 @@ int QuantizeCommand::run() {
 
 PruneCommand::PruneCommand(CLI::App& app) {
   sub_ = app.add_subcommand("prune", "Prune a GGUF model's block weights (magnitude, Wanda, SparseGPT; N:M; "
-                                     "whole feed-forward channels or layers)");
+                                     "whole feed-forward channels, heads or layers)");
   CLI::App* s = sub_;
   s->add_option("model", model_, "GGUF model (F32, F16 or BF16 weights)")->required();
-  s->add_option("--method", o_.method, "magnitude, wanda, sparsegpt; structured: ffn (feed-forward channels) "
-                                       "or layers; all but magnitude need --calib");
+  s->add_option("--method", o_.method, "magnitude, wanda, sparsegpt; structured: ffn (feed-forward channels), "
+                                       "heads or layers; all but magnitude need --calib");
   s->add_option("--sparsity", o_.sparsity, "Share of each matrix's weights dropped, in [0, 1) (default 0.5)");
   s->add_option("--pattern", o_.pattern, "N:M: N of every M consecutive inputs dropped (e.g. 2:4)");
   s->add_option("--out", out_, "Output .gguf (written atomically)")->required();

@@ -10,6 +10,9 @@
 //   rows of ffn_gate/ffn_up and columns of ffn_down: a smaller model with a
 //   smaller feed_forward_length that runs faster. Where n_ff is whole blocks
 //   of 32, so is the number kept (the model still quantizes);
+// - heads (structured): every layer drops the same share of key/value heads,
+//   each with its query heads, those whose attention outputs score lowest
+//   (||X_c|| * ||W_o[:, c]|| summed over the group); head counts are set;
 // - layers (structured): the share of whole layers of least Block Influence
 //   (1 - cos(layer input, layer output) on the calibration text, ShortGPT)
 //   leave; the rest are renumbered and block_count set.
@@ -30,7 +33,7 @@
 namespace slm::compress {
 
 struct PruneOptions {
-  std::string method = "magnitude";  // magnitude, wanda, sparsegpt, ffn, layers
+  std::string method = "magnitude";  // magnitude, wanda, sparsegpt, ffn, heads, layers
   double sparsity = 0.5;             // unstructured; ignored with a pattern
   std::string pattern;               // "N:M" or "" (unstructured)
   std::string calib;                 // wanda, sparsegpt (magnitude: reports the output error with it)
