@@ -1,7 +1,7 @@
 #!/bin/bash
 # The README's compression table: perplexity on held-out text and file size of
 # a GGUF model quantized (RTN, GPTQ) and pruned (magnitude, Wanda, SparseGPT;
-# 50% unstructured and 2:4; 25% of the feed-forward channels or of the layers), one markdown row each.
+# 50% unstructured and 2:4; 25% of the feed-forward channels, heads or layers), one markdown row each.
 # Usage: bench/compress_table.sh MODEL.gguf CALIB.txt TEST.txt CTX [QUANTIZE FLAGS, e.g. --keep token_embd output.]
 # Env: SLM (default build/slm), OUT (default /tmp/slm-compress), THREADS (default 2).
 set -euo pipefail
@@ -36,7 +36,7 @@ for pattern in "" "--pattern 2:4"; do
     row "$name" "$file" "$file.log"
   done
 done
-for m in ffn layers; do
+for m in ffn heads layers; do
   file="$out/prune-$m-25.gguf"
   "$slm" prune "$model" --method $m --sparsity 0.25 --calib "$calib" --out "$file" -t "$t" > "$file.log" 2>&1
   row "$m -25% (structured)" "$file" ""
