@@ -8,5 +8,5 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 model=()
 [ -n "${SLM_MODEL:-}" ] && model=("$SLM_MODEL")
-build/slm run "${model[@]}" -p "The " -n 300 --temp 0.8 --seed 42
+build/slm run "${model[@]}" -p "The " -n 240 --temp 0.8 --seed 42
 echo

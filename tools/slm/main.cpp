@@ -139,6 +139,7 @@ int cmd_run(RunArgs& a) {
     for (size_t i = 0; i < out.size(); ++i) std::printf("%s%d", i ? " " : "", out[i]);
   }
   std::printf("\n");
+  std::fflush(stdout);  // the text before the timings, also when both go to one file
   if (!gs.ok()) return fail(gs);
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
