@@ -142,6 +142,48 @@ Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& o
   return rep;
 }
 
+Result<Calibration> calibrate_sequential(const io::GgufFile& in, const std::string& in_path, const std::string& calib,
+                                         const CalibrationOptions& opt, const CalibrationCallback& cb,
+                                         const WeightRewrite& one, Sequential* seq) {
+  auto compress = [&](int64_t l, const Calibration& cal, model::LayerWeights& L) -> Status {
+    const std::pair<TensorView*, const char*> mats[] = {{&L.wq, "attn_q"},         {&L.wk, "attn_k"},
+                                                        {&L.wv, "attn_v"},         {&L.wo, "attn_output"},
+                                                        {&L.ffn_gate, "ffn_gate"}, {&L.ffn_up, "ffn_up"},
+                                                        {&L.ffn_down, "ffn_down"}};
+    for (const auto& [view, suffix] : mats) {
+      if (view->data == nullptr) continue;
+      const std::string name = fmt::format("blk.{}.{}.weight", l, suffix);
+      auto v = in.tensor(name);
+      if (!v.ok()) return v.status();
+      TensorPlan p;
+      std::vector<float> values;
+      SLM_ASSIGN_OR_RETURN(auto nt, one(name, *v, cal.for_weight(name), p, &values));
+      if (!nt) continue;
+      if (!values.empty()) {
+        if (static_cast<int64_t>(values.size()) != view->numel())
+          return Status::Internal(fmt::format("[compress] {}: {} values for {}", name, values.size(), view->shape_string()));
+        const std::vector<float>& kept = seq->values[name] = std::move(values);
+        view->data = kept.data();
+        view->dtype = DType::kF32;
+        view->nbytes = kept.size() * sizeof(float);
+      }
+      seq->done.emplace(name, std::make_pair(std::move(*nt), p));
+    }
+    return Status::Ok();
+  };
+  return calibrate_file(in_path, calib, opt, cb, compress);
+}
+
+TensorRewrite with_sequential(Sequential& seq, const Calibration& cal, const WeightRewrite& one) {
+  return [&seq, &cal, one](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+    auto it = seq.done.find(name);
+    if (it == seq.done.end()) return one(name, v, cal.for_weight(name), p, nullptr);
+    const TensorPlan& q = it->second.second;
+    p.rmse = q.rmse, p.err = q.err, p.err_rtn = q.err_rtn, p.zeros = q.zeros;
+    return std::optional<NewTensor>(std::move(it->second.first));
+  };
+}
+
 Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::string& out_path,
                                      const QuantizeOptions& opt, const QuantizeCallback& cb) {
   const bool gptq_method = opt.method == "gptq", awq_method = opt.method == "awq";
@@ -160,22 +202,17 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
                                            "BF16 weights)", in_path));
   SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
   Calibration cal;
-  if (!opt.calib.empty()) {  // rtn: for the error report only
-    SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
-  }
   const int64_t qk = dtype_info(opt.type).block_size;
   // ggml's GGML_QNT_VERSION is 2.
   const std::vector<std::pair<std::string, uint32_t>> set_keys = {{"general.quantization_version", 2},
                                                                    {"general.file_type", llama_file_type(opt.type)}};
   std::map<std::string, AwqSite> awq;
-  if (awq_method) {
-    SLM_ASSIGN_OR_RETURN(awq, awq_search(*in, cal, opt.type));
-  }
   auto awq_site = [&](const std::string& site) -> const AwqSite* {
     auto it = awq.find(site);
     return it == awq.end() ? nullptr : &it->second;
   };
-  auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+  auto one = [&](const std::string& name, const TensorView& v, const InputStats* s, TensorPlan& p,
+                 std::vector<float>* values) -> Result<std::optional<NewTensor>> {
     const bool kept = std::any_of(opt.keep.begin(), opt.keep.end(), [&](const std::string& k) { return name.rfind(k, 0) == 0; });
     // Norms, biases, rows the blocks do not divide and kept tensors stay as they are...
     const bool quantize = v.shape.size() >= 2 && v.cols() % qk == 0 && !kept;
@@ -223,7 +260,6 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
         if (col_s != nullptr) e /= col_s->scale[static_cast<size_t>(c)];
         if (row_s != nullptr) e *= row_s->scale[static_cast<size_t>(r)];
       }
-    const InputStats* s = cal.for_weight(name);
     if (s != nullptr) {
       std::vector<float> y_rtn(x.size());
       for (int64_t r = 0; r < rows; ++r) rtn_roundtrip(opt.type, &x[static_cast<size_t>(r * cols)], &y_rtn[static_cast<size_t>(r * cols)], cols);
@@ -239,9 +275,21 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
     double err2 = 0;
     for (size_t i = 0; i < x.size(); ++i) err2 += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
     p.rmse = std::sqrt(err2 / static_cast<double>(x.size()));
+    if (values != nullptr) *values = std::move(y);
     return std::optional<NewTensor>(std::move(nt));
   };
-  return rewrite_gguf(*in, out_path, set_keys, fn, cb);
+  // GPTQ layer by layer (each from the outputs of the quantized layers before
+  // it, as the paper does); AWQ and RTN from the unquantized model.
+  Sequential seq;
+  if (gptq_method) {
+    SLM_ASSIGN_OR_RETURN(cal, calibrate_sequential(*in, in_path, opt.calib, opt.calib_opt, opt.calib_cb, one, &seq));
+  } else if (!opt.calib.empty()) {
+    SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
+  }
+  if (awq_method) {
+    SLM_ASSIGN_OR_RETURN(awq, awq_search(*in, cal, opt.type));
+  }
+  return rewrite_gguf(*in, out_path, set_keys, with_sequential(seq, cal, one), cb);
 }
 
 }  // namespace slm::compress

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "slm/compress/calibrate.h"
 #include "slm/compress/quantize.h"
 #include "slm/io/gguf.h"
 
@@ -35,6 +37,28 @@ Result<QuantizeReport> rewrite_gguf(const io::GgufFile& in, const std::string& o
 // A tensor's values as F32 (rows * cols, row-major); an error names a
 // quantized tensor (compress reads F32, F16 or BF16 weights).
 Result<std::vector<float>> float_weights(const std::string& name, const TensorView& v);
+
+// One tensor's rewrite given the statistics of its input (nullptr: none);
+// when values is not null and the tensor is rewritten, its new values as F32
+// (rows * cols) go there, for the layers calibrated after it.
+using WeightRewrite = std::function<Result<std::optional<NewTensor>>(
+    const std::string& name, const TensorView& v, const InputStats* s, TensorPlan& p, std::vector<float>* values)>;
+
+// Results of a sequential calibration, by tensor name.
+struct Sequential {
+  std::map<std::string, std::pair<NewTensor, TensorPlan>> done;
+  std::map<std::string, std::vector<float>> values;  // what the model read meanwhile
+};
+
+// Calibrates layer by layer, rewriting each layer's matrix products with
+// `one` as soon as their statistics are in (into seq), so that each layer's
+// statistics come from the outputs of the rewritten layers before it.
+Result<Calibration> calibrate_sequential(const io::GgufFile& in, const std::string& in_path, const std::string& calib,
+                                         const CalibrationOptions& opt, const CalibrationCallback& cb,
+                                         const WeightRewrite& one, Sequential* seq);
+
+// For rewrite_gguf: the tensors in seq as they were rewritten, the others through one.
+TensorRewrite with_sequential(Sequential& seq, const Calibration& cal, const WeightRewrite& one);
 
 // x (n) through type t's blocks and back (round to nearest, ggml's rounding).
 void rtn_roundtrip(DType t, const float* x, float* y, int64_t n);

@@ -69,6 +69,44 @@ TEST(Calibrate, HessianOfTheFirstLayerInput) {
   for (int64_t i = 0; i < D * D; ++i) EXPECT_NEAR(s->xtx[i], h[i], 1e-3 * (1 + std::fabs(h[i]))) << i;
 }
 
+TEST(Calibrate, SequentialSeesTheCompressedLayers) {
+  // A "compressor" that silences layer 0 (zero attention output and ffn_down
+  // projections): layer 1 then reads RMSNorm(embedding) too, so its H is
+  // layer 0's rescaled by the ratio of the two norms' weights.
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  compress::CalibrationOptions o;
+  o.n_ctx = 64;
+  o.max_tokens = 256;
+  std::vector<float> zeros;
+  auto cal = compress::calibrate_file(model, text, o, {}, [&](int64_t l, const compress::Calibration&, model::LayerWeights& w) {
+    if (l != 0) return Status::Ok();
+    zeros.assign(static_cast<size_t>(w.ffn_down.numel()), 0.0f);
+    for (TensorView* v : {&w.wo, &w.ffn_down}) {
+      v->data = zeros.data();
+      v->dtype = DType::kF32;
+      v->nbytes = static_cast<size_t>(v->numel()) * sizeof(float);
+    }
+    return Status::Ok();
+  });
+  ASSERT_TRUE(cal.ok()) << cal.status().to_string();
+  auto src = model::ModelSource::open(model);
+  ASSERT_TRUE(src.ok());
+  const int64_t D = (*src)->config().n_embd;
+  std::vector<float> g0(static_cast<size_t>(D)), g1(static_cast<size_t>(D));
+  const auto& L = (*src)->weights().layers;
+  kernels::dequantize_row_ref(L[0].attn_norm.dtype, L[0].attn_norm.data, g0.data(), D);
+  kernels::dequantize_row_ref(L[1].attn_norm.dtype, L[1].attn_norm.data, g1.data(), D);
+  const auto& h0 = cal->sites.at("blk.0.attn_in").xtx;
+  const auto& h1 = cal->sites.at("blk.1.attn_in").xtx;
+  for (int64_t a = 0; a < D; ++a)
+    for (int64_t b = 0; b < D; ++b) {
+      const double want = h0[a * D + b] * (g1[a] / g0[a]) * (g1[b] / g0[b]);
+      EXPECT_NEAR(h1[a * D + b], want, 1e-3 * (1 + std::fabs(want))) << a << "," << b;
+    }
+}
+
 TEST(Prune, SparseGpt24FileAndErrors) {
   const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
   SLM_REQUIRE_DATA(model);

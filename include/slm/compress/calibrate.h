@@ -49,16 +49,26 @@ struct CalibrationOptions {
   int64_t max_tokens = 8192;  // stop after this many
 };
 
-using CalibrationCallback = std::function<void(int64_t windows_done, int64_t windows_total)>;
+using CalibrationCallback = std::function<void(int64_t layers_done, int64_t layers_total)>;
 
 // tokens as tokenize_file gives them; bos replaces each window's first token
-// (< 0: keep it). Needs at least one whole window.
+// (< 0: keep it). Needs at least one whole window. The model runs layer by
+// layer over all windows; with compress, compress(l, cal) is called once
+// layer l's statistics are in, and may change that layer's weights (the
+// model's Weights must be the caller's, mutable): the later layers are then
+// calibrated on the outputs of the compressed ones (sequential GPTQ / SparseGPT).
 Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& tokens, int32_t bos,
-                              const CalibrationOptions& opt, const CalibrationCallback& cb = {});
+                              const CalibrationOptions& opt, const CalibrationCallback& cb = {},
+                              const std::function<Status(int64_t layer, const Calibration& cal)>& compress = {});
+
+// Called with layer l's statistics and that layer's weights (views), which it
+// may point at its own compressed values (F32) for the layers after it.
+using LayerCompressor = std::function<Status(int64_t layer, const Calibration& cal, model::LayerWeights& w)>;
 
 // Opens the model at model_path (its own tokenizer), tokenizes calib_path and
 // calibrates; errors name the file.
 Result<Calibration> calibrate_file(const std::string& model_path, const std::string& calib_path,
-                                   const CalibrationOptions& opt, const CalibrationCallback& cb = {});
+                                   const CalibrationOptions& opt, const CalibrationCallback& cb = {},
+                                   const LayerCompressor& compress = {});
 
 }  // namespace slm::compress
