@@ -248,22 +248,22 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
                                            "weights)", in_path));
   SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
   Calibration cal;
-  if (!opt.calib.empty()) {
+
+  if (structured) {
     SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
   }
-
   if (opt.method == "ffn") return prune_ffn_channels(*in, out_path, cal, opt.sparsity, cb);
   if (opt.method == "heads") return prune_heads(*in, out_path, cal, opt.sparsity, cb);
   if (opt.method == "layers") return prune_layers(*in, out_path, cal, opt.sparsity, cb);
 
-  auto fn = [&](const std::string& name, const TensorView& v, TensorPlan& p) -> Result<std::optional<NewTensor>> {
+  auto one = [&](const std::string& name, const TensorView& v, const InputStats* s, TensorPlan& p,
+                 std::vector<float>* values) -> Result<std::optional<NewTensor>> {
     if (input_site(name).empty() || v.shape.size() != 2) return std::optional<NewTensor>{};
     const int64_t rows = v.rows(), cols = v.cols();
     if (m > 0 && cols % m != 0)
       return Status::InvalidArgument(fmt::format("[prune] {}: rows of {} inputs are not whole groups of {} ({})", name,
                                                  cols, m, opt.pattern));
     SLM_ASSIGN_OR_RETURN(auto w, float_weights(name, v));
-    const InputStats* s = cal.for_weight(name);
     if (!opt.calib.empty() && s == nullptr)
       return Status::Internal(fmt::format("[prune] calibration saw no input of {}", name));
     std::vector<float> out = w;
@@ -284,9 +284,17 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
     p.zeros = static_cast<double>(zeros) / static_cast<double>(out.size());
     p.rmse = std::sqrt(err2 / static_cast<double>(out.size()));
     if (s != nullptr) p.err = output_error(w, out, rows, cols, s->xtx);
-    return std::optional<NewTensor>(f32_tensor(out, {}));
+    NewTensor nt = f32_tensor(out, {});
+    if (values != nullptr) *values = std::move(out);
+    return std::optional<NewTensor>(std::move(nt));
   };
-  return rewrite_gguf(*in, out_path, {}, fn, cb);
+  // Layer by layer, each from the outputs of the pruned layers before it (as
+  // SparseGPT and Wanda do); magnitude needs no calibration (with it: errors).
+  Sequential seq;
+  if (!opt.calib.empty()) {
+    SLM_ASSIGN_OR_RETURN(cal, calibrate_sequential(*in, in_path, opt.calib, opt.calib_opt, opt.calib_cb, one, &seq));
+  }
+  return rewrite_gguf(*in, out_path, {}, with_sequential(seq, cal, one), cb);
 }
 
 }  // namespace slm::compress

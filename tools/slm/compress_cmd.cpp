@@ -25,12 +25,12 @@ void add_calib_options(CLI::App* s, std::string& calib, slm::compress::Calibrati
   s->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
 }
 
-// Progress bars: the calibration windows, then the tensors.
+// Progress bars: the calibration's layers, then the tensors.
 struct Bars {
   std::unique_ptr<slm::Progress> calib, tensors;
   slm::compress::CalibrationCallback calib_cb() {
     return [this](int64_t done, int64_t total) {
-      if (!calib) calib = std::make_unique<slm::Progress>("calibrate", total, "windows");
+      if (!calib) calib = std::make_unique<slm::Progress>("calibrate", total, "layers");
       calib->update(done);
       if (done == total) calib->finish();
     };
