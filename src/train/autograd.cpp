@@ -13,17 +13,25 @@ namespace slm::train {
 
 namespace {
 
-// C (M, N) = alpha * op(A) @ op(B) + beta * C, row-major.
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, const float* B, float beta, float* C) {
+// C (M, N) = op(A) @ op(B) + beta * C, row-major, with the row strides of each
+// (sub-matrices of wider buffers).
+void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+             int64_t ldb, float beta, float* C, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0f, A, static_cast<int>(ta ? M : K), B,
-              static_cast<int>(tb ? K : N), beta, C, static_cast<int>(N));
+              static_cast<int>(N), static_cast<int>(K), 1.0f, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
+              C, static_cast<int>(ldc));
 }
-void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, const double* B, double beta,
-          double* C) {
+void gemm_ld(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* B,
+             int64_t ldb, double beta, double* C, int64_t ldc) {
   cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(M),
-              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(ta ? M : K), B,
-              static_cast<int>(tb ? K : N), beta, C, static_cast<int>(N));
+              static_cast<int>(N), static_cast<int>(K), 1.0, A, static_cast<int>(lda), B, static_cast<int>(ldb), beta,
+              C, static_cast<int>(ldc));
+}
+
+// The same for whole matrices.
+template <class T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, const T* B, T beta, T* C) {
+  gemm_ld(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, beta, C, N);
 }
 
 // Loops over this many elements or more are split over threads.
@@ -223,41 +231,37 @@ Var<T> rope(Tape<T>& tape, const Var<T>& x, const std::vector<int64_t>& pos, int
 template <class T>
 Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& v, int64_t batch, int64_t seq,
                  int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t window) {
-  const int64_t hd = head_dim, QC = n_head * hd, KC = n_head_kv * hd, group = n_head / n_head_kv;
+  const int64_t hd = head_dim, QC = n_head * hd, KC = n_head_kv * hd, group = n_head / n_head_kv, T2 = seq * seq;
   SLM_ASSERT(q->rows() == batch * seq && q->cols() == QC && k->cols() == KC && v->cols() == KC);
   const T scale = T(1) / std::sqrt(static_cast<T>(hd));
-  // probs (batch, n_head, seq, seq): row i holds softmax weights over keys j <= i.
-  auto probs = std::make_shared<std::vector<T>>(static_cast<size_t>(batch * n_head * seq * seq), T(0));
+  // probs (batch, n_head, seq, seq): row i holds the softmax weights over its
+  // keys j (j <= i, within the window), zero elsewhere. Per head, the products
+  // are GEMMs over the whole square (BLAS beats a loop over the triangle).
+  auto probs = std::make_shared<std::vector<T>>(static_cast<size_t>(batch * n_head * T2), T(0));
   auto first_key = [window](int64_t i) { return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; };
   std::vector<T> y(static_cast<size_t>(batch * seq * QC), T(0));
-  const bool threads = batch * n_head * seq * seq * hd >= kParallelMin;
+  const bool threads = batch * n_head * T2 * hd >= kParallelMin;
 #pragma omp parallel for collapse(2) schedule(static) if (threads)
   for (int64_t b = 0; b < batch; ++b)
     for (int64_t h = 0; h < n_head; ++h) {
       const int64_t kh = h / group;
-      T* P = &(*probs)[((b * n_head + h) * seq) * seq];
+      T* P = &(*probs)[(b * n_head + h) * T2];
+      const T* qh = &q->value[b * seq * QC + h * hd];
+      const T* kb = &k->value[b * seq * KC + kh * hd];
+      const T* vb = &v->value[b * seq * KC + kh * hd];
+      gemm_ld(false, true, seq, seq, hd, qh, QC, kb, KC, T(0), P, seq);  // scores
       for (int64_t i = 0; i < seq; ++i) {
-        const T* qi = &q->value[(b * seq + i) * QC + h * hd];
         T* pi = P + i * seq;
         const int64_t lo = first_key(i);
         T mx = -INFINITY;
-        for (int64_t j = lo; j <= i; ++j) {
-          const T* kj = &k->value[(b * seq + j) * KC + kh * hd];
-          T s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int64_t d = 0; d < hd; ++d) s += qi[d] * kj[d];
-          pi[j] = s * scale;
-          mx = std::max(mx, pi[j]);
-        }
+        for (int64_t j = lo; j <= i; ++j) mx = std::max(mx, pi[j] * scale);
         T sum = 0;
-        for (int64_t j = lo; j <= i; ++j) sum += (pi[j] = std::exp(pi[j] - mx));
-        T* yi = &y[(b * seq + i) * QC + h * hd];
-        for (int64_t j = lo; j <= i; ++j) {
-          pi[j] /= sum;
-          const T* vj = &v->value[(b * seq + j) * KC + kh * hd];
-          for (int64_t d = 0; d < hd; ++d) yi[d] += pi[j] * vj[d];
-        }
+        for (int64_t j = lo; j <= i; ++j) sum += (pi[j] = std::exp(pi[j] * scale - mx));
+        for (int64_t j = 0; j < lo; ++j) pi[j] = 0;
+        for (int64_t j = lo; j <= i; ++j) pi[j] /= sum;
+        for (int64_t j = i + 1; j < seq; ++j) pi[j] = 0;
       }
+      gemm_ld(false, false, seq, hd, seq, P, seq, vb, KC, T(0), &y[b * seq * QC + h * hd], QC);  // P V
     }
   Var<T> out = output(tape, {batch * seq, QC}, std::move(y), {q, k, v});
   Node<T>* o = out.get();
@@ -269,38 +273,25 @@ Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& 
 #pragma omp parallel for collapse(2) schedule(static) if (threads)
     for (int64_t b = 0; b < batch; ++b)
       for (int64_t kh = 0; kh < n_head_kv; ++kh) {
-        std::vector<T> dp(static_cast<size_t>(seq));
+        std::vector<T> ds(static_cast<size_t>(T2));
+        const T* kb = &k->value[b * seq * KC + kh * hd];
+        const T* vb = &v->value[b * seq * KC + kh * hd];
         for (int64_t h = kh * group; h < (kh + 1) * group; ++h) {
-          const T* P = &(*probs)[((b * n_head + h) * seq) * seq];
-          for (int64_t i = 0; i < seq; ++i) {
+          const T* P = &(*probs)[(b * n_head + h) * T2];
+          const T* dyh = &o->grad[b * seq * QC + h * hd];
+          const T* qh = &q->value[b * seq * QC + h * hd];
+          gemm_ld(true, false, seq, hd, seq, P, seq, dyh, QC, T(1), dv + b * seq * KC + kh * hd, KC);  // dV += P^T dO
+          gemm_ld(false, true, seq, seq, hd, dyh, QC, vb, KC, T(0), ds.data(), seq);                  // dP = dO V^T
+          for (int64_t i = 0; i < seq; ++i) {  // dS = P (dP - sum_j P dP) / sqrt(hd)
             const T* pi = P + i * seq;
-            const T* dyi = &o->grad[(b * seq + i) * QC + h * hd];
-            const T* qi = &q->value[(b * seq + i) * QC + h * hd];
-            T* dqi = dq + (b * seq + i) * QC + h * hd;
-            const int64_t lo = first_key(i);
-            T dot = 0;  // sum_j p_ij dp_ij
-            for (int64_t j = lo; j <= i; ++j) {
-              const T* vj = &v->value[(b * seq + j) * KC + kh * hd];
-              T* dvj = dv + (b * seq + j) * KC + kh * hd;
-              T s = 0;
-#pragma omp simd reduction(+ : s)
-              for (int64_t d = 0; d < hd; ++d) {
-                s += dyi[d] * vj[d];
-                dvj[d] += pi[j] * dyi[d];
-              }
-              dp[j] = s;
-              dot += pi[j] * s;
-            }
-            for (int64_t j = lo; j <= i; ++j) {
-              const T ds = pi[j] * (dp[j] - dot) * scale;
-              const T* kj = &k->value[(b * seq + j) * KC + kh * hd];
-              T* dkj = dk + (b * seq + j) * KC + kh * hd;
-              for (int64_t d = 0; d < hd; ++d) {
-                dqi[d] += ds * kj[d];
-                dkj[d] += ds * qi[d];
-              }
-            }
+            T* di = &ds[i * seq];
+            T dot = 0;
+#pragma omp simd reduction(+ : dot)
+            for (int64_t j = 0; j < seq; ++j) dot += pi[j] * di[j];
+            for (int64_t j = 0; j < seq; ++j) di[j] = pi[j] * (di[j] - dot) * scale;
           }
+          gemm_ld(false, false, seq, hd, seq, ds.data(), seq, kb, KC, T(1), dq + b * seq * QC + h * hd, QC);  // dQ += dS K
+          gemm_ld(true, false, seq, hd, seq, ds.data(), seq, qh, QC, T(1), dk + b * seq * KC + kh * hd, KC);   // dK += dS^T Q
         }
       }
   });
