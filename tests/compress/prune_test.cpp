@@ -317,5 +317,34 @@ TEST(QuantizeAwq, FoldsScalesAndBeatsRtnOnCalibration) {
   EXPECT_FALSE(file_exists(out));
 }
 
+TEST(CompressCli, PruneAndMixedQuantize) {
+  const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
+  SLM_REQUIRE_DATA(model);
+  SLM_REQUIRE_DATA(text);
+  const std::string out = tmp_path("cli.gguf");
+  std::string o;
+  ASSERT_EQ(test::run_command(test::slm_binary() + " prune " + model + " --method wanda --pattern 2:4 --calib " + text +
+                                  " --calib-ctx 128 --out " + out + " 2>/dev/null", &o), 0);
+  EXPECT_NE(o.find("mean relative output error"), std::string::npos) << o;
+  EXPECT_NE(o.find("wrote " + out), std::string::npos) << o;
+  o.clear();
+  EXPECT_NE(test::run_command(test::slm_binary() + " prune " + model + " --sparsity 1.5 --out " + out + " 2>&1", &o), 0);
+  EXPECT_NE(o.find("--sparsity 1.5 is outside [0, 1)"), std::string::npos) << o;
+  ::unlink(out.c_str());
+  // Mixed types: embeddings and output kept F32, the blocks Q8_0 by GPTQ; slm info shows each.
+  o.clear();
+  ASSERT_EQ(test::run_command(test::slm_binary() + " quantize " + model + " --type Q8_0 --method gptq --calib " + text +
+                                  " --calib-ctx 128 --keep token_embd output. --out " + out + " 2>/dev/null", &o), 0);
+  o.clear();
+  ASSERT_EQ(test::run_command(test::slm_binary() + " info " + out, &o), 0);
+  for (const auto& [tensor, type] : {std::pair{"token_embd.weight", "F32"}, std::pair{"output.weight", "F32"},
+                                     std::pair{"blk.3.attn_v.weight", "Q8_0"}}) {
+    const size_t at = o.find(std::string("  ") + tensor + " ");
+    ASSERT_NE(at, std::string::npos) << tensor;
+    EXPECT_NE(o.substr(at, 60).find(type), std::string::npos) << o.substr(at, 60);
+  }
+  ::unlink(out.c_str());
+}
+
 }  // namespace
 }  // namespace slm
