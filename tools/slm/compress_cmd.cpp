@@ -45,16 +45,16 @@ struct Bars {
 };
 
 // The summary table: each tensor's types, bytes and errors, then the totals.
-void print_report(const slm::compress::QuantizeReport& r, const std::string& out, bool zeros) {
+void print_report(const slm::compress::QuantizeReport& r, const std::string& out, bool pruned) {
   std::printf("%-28s %-5s -> %-5s %10s %10s %9s %9s %9s%s\n", "tensor", "from", "to", "bytes in", "bytes out", "rmse",
-              "out err", "rtn err", zeros ? "    zeros" : "");
+              "out err", "rtn err", pruned ? "   pruned" : "");
   auto num = [](double v) { return v < 0 ? std::string("-") : fmt::format("{:.3g}", v); };
   double err = 0, err_rtn = 0;
   int n_err = 0, n_rtn = 0;
   for (const auto& p : r.tensors) {
     std::printf("%-28s %-5s -> %-5s %10llu %10llu %9.3g %9s %9s%s\n", p.name.c_str(), p.from.c_str(), p.to.c_str(),
                 static_cast<unsigned long long>(p.bytes_in), static_cast<unsigned long long>(p.bytes_out), p.rmse,
-                num(p.err).c_str(), num(p.err_rtn).c_str(), zeros ? fmt::format(" {:7.1f}%", 100 * p.zeros).c_str() : "");
+                num(p.err).c_str(), num(p.err_rtn).c_str(), pruned ? fmt::format(" {:7.1f}%", 100 * p.zeros).c_str() : "");
     if (p.err >= 0) err += p.err, ++n_err;
     if (p.err_rtn >= 0) err_rtn += p.err_rtn, ++n_rtn;
   }
@@ -102,7 +102,8 @@ PruneCommand::PruneCommand(CLI::App& app) {
   s->add_option("model", model_, "GGUF model (F32, F16 or BF16 weights)")->required();
   s->add_option("--method", o_.method, "magnitude, wanda, sparsegpt; structured: ffn (feed-forward channels), "
                                        "heads or layers; all but magnitude need --calib");
-  s->add_option("--sparsity", o_.sparsity, "Share of each matrix's weights dropped, in [0, 1) (default 0.5)");
+  s->add_option("--sparsity", o_.sparsity, "Share dropped, in [0, 1) (default 0.5): of each matrix's weights; of "
+                                           "the channels, KV heads or layers for ffn, heads, layers");
   s->add_option("--pattern", o_.pattern, "N:M: N of every M consecutive inputs dropped (e.g. 2:4)");
   s->add_option("--out", out_, "Output .gguf (written atomically)")->required();
   add_calib_options(s, o_.calib, o_.calib_opt, threads_);
