@@ -138,7 +138,7 @@ Result<std::vector<double>> inverse_hessian_factor(std::vector<double> h, int64_
     l = h;
     for (int64_t j = 0; j < n; ++j) l[static_cast<size_t>(j * n + j)] += lambda;
     if (cholesky_lower(l, n)) break;
-    if (attempt == 5 || lambda == 0 && mean == 0)
+    if (attempt == 5 || (lambda == 0 && mean == 0))
       return Status::InvalidArgument(fmt::format(
           "[gptq] the calibration Hessian ({} x {}) is not positive definite even damped by {:.3g}", n, n, lambda));
     lambda = lambda > 0 ? lambda * 10 : 1e-6 * mean;

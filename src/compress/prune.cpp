@@ -18,12 +18,6 @@ namespace slm::compress {
 
 namespace {
 
-NewTensor f32_tensor(const std::vector<float>& x, std::vector<int64_t> shape) {
-  NewTensor nt{io::ggml_from_dtype(DType::kF32), std::vector<uint8_t>(x.size() * sizeof(float)), std::move(shape)};
-  std::memcpy(nt.bytes.data(), x.data(), nt.bytes.size());
-  return nt;
-}
-
 // The tensor keeping only the listed rows (a 1-D tensor's elements) or, by_cols, columns.
 NewTensor take(const std::vector<float>& x, const TensorView& v, const std::vector<int64_t>& idx, bool by_cols) {
   std::vector<float> y;
@@ -284,7 +278,7 @@ Result<QuantizeReport> prune_gguf(const std::string& in_path, const std::string&
     p.zeros = static_cast<double>(zeros) / static_cast<double>(out.size());
     p.rmse = std::sqrt(err2 / static_cast<double>(out.size()));
     if (s != nullptr) p.err = output_error(w, out, rows, cols, s->xtx);
-    NewTensor nt = f32_tensor(out, {});
+    NewTensor nt = f32_tensor(out);
     if (values != nullptr) *values = std::move(out);
     return std::optional<NewTensor>(std::move(nt));
   };

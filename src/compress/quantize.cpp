@@ -74,6 +74,15 @@ uint32_t llama_file_type(DType t) {
   }
 }
 
+NewTensor f32_tensor(const std::vector<float>& x, std::vector<int64_t> shape) {
+  NewTensor nt;
+  nt.ggml_type = io::ggml_from_dtype(DType::kF32);
+  nt.bytes.resize(x.size() * sizeof(float));
+  std::memcpy(nt.bytes.data(), x.data(), nt.bytes.size());
+  nt.shape = std::move(shape);
+  return nt;
+}
+
 void rtn_roundtrip(DType t, const float* x, float* y, int64_t n) {
   std::vector<uint8_t> q(row_bytes(t, n));
   quantize_row(t, x, q.data(), n);
@@ -239,13 +248,11 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
         if (col_s != nullptr) e *= col_s->scale[static_cast<size_t>(c)];
         if (row_s != nullptr) e /= row_s->scale[static_cast<size_t>(r)];
       }
-    if (!quantize) {
-      NewTensor nt{io::ggml_from_dtype(DType::kF32), std::vector<uint8_t>(xs.size() * sizeof(float)), {}};
-      std::memcpy(nt.bytes.data(), xs.data(), nt.bytes.size());
-      return std::optional<NewTensor>(std::move(nt));
-    }
+    if (!quantize) return std::optional<NewTensor>(f32_tensor(xs));
     const size_t out_row = row_bytes(opt.type, cols);
-    NewTensor nt{io::ggml_from_dtype(opt.type), std::vector<uint8_t>(out_row * static_cast<size_t>(rows)), {}};
+    NewTensor nt;
+    nt.ggml_type = io::ggml_from_dtype(opt.type);
+    nt.bytes.resize(out_row * static_cast<size_t>(rows));
     std::vector<float> y(x.size());
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {

@@ -24,6 +24,9 @@ struct NewTensor {
   bool drop = false;           // leave the tensor out
 };
 
+// x as an F32 tensor (shape outermost first; empty: the source's).
+NewTensor f32_tensor(const std::vector<float>& x, std::vector<int64_t> shape = {});
+
 // Called per tensor (in writing order) with its stored view; returns the new
 // type and bytes, or nullopt to copy it unchanged. It may fill p.rmse and p.err.
 using TensorRewrite =
