@@ -30,7 +30,9 @@ TEST(ServeE2E, ChatPageInHeadlessChromium) {
       (std::filesystem::read_symlink("/proc/self/exe").parent_path() / "serve-chat-page.png").string();
   std::filesystem::remove(shot);
   run_e2e("chat_page", "'" + shot + "'");
-  if (!HasFatalFailure() && !IsSkipped()) EXPECT_TRUE(std::filesystem::exists(shot)) << shot;
+  if (!HasFatalFailure() && !IsSkipped()) {
+    EXPECT_TRUE(std::filesystem::exists(shot)) << shot;
+  }
 }
 
 }  // namespace
