@@ -80,9 +80,22 @@ Status check_shapes(const char* op, size_t w, size_t h, int64_t rows, int64_t co
   return Status::Ok();
 }
 
-// Scale of one GGUF block of 32 values, as ggml's reference rounds it (then
-// stored as F16): Q4_0 maps the value of largest magnitude, with its sign,
-// to -8; Q8_0 the largest magnitude to 127.
+// The symmetric GGUF blocks of 32 values GPTQ writes: code q stands for
+// (q - offset) * d, q in [lo, hi]; ggml's reference maps the value of largest
+// magnitude to -offset with its sign (Q4_0, Q5_0) or to 127 (Q8_0).
+struct SymBlock {
+  int offset, lo, hi;
+  bool signed_max;  // the scale keeps the sign of the largest value
+};
+SymBlock sym_block(DType t) {
+  switch (t) {
+    case DType::kQ4_0: return {8, 0, 15, true};
+    case DType::kQ5_0: return {16, 0, 31, true};
+    default: return {0, -128, 127, false};  // Q8_0
+  }
+}
+
+// Scale of one block as ggml's reference picks it, rounded through F16 as stored.
 float block_scale(DType t, const float* x) {
   float amax = 0, maxv = 0;
   for (int64_t j = 0; j < kGroup; ++j)
@@ -90,18 +103,19 @@ float block_scale(DType t, const float* x) {
       amax = std::fabs(x[j]);
       maxv = x[j];
     }
-  const float d = t == DType::kQ4_0 ? maxv / -8.f : amax / 127.f;
+  const SymBlock b = sym_block(t);
+  const float d = b.signed_max ? maxv / static_cast<float>(-b.offset) : amax / 127.f;
   return f16_to_f32(f32_to_f16(d));
 }
 
-// Nearest code for v at scale d: Q4_0 codes 0..15 stand for (q - 8) d, Q8_0's -128..127 for q d.
+// Nearest code for v at scale d.
 int code_of(DType t, float v, float d) {
-  if (d == 0) return t == DType::kQ4_0 ? 8 : 0;
-  const long q = std::lround(v / d);
-  return t == DType::kQ4_0 ? static_cast<int>(std::clamp<long>(q + 8, 0, 15)) : static_cast<int>(std::clamp<long>(q, -128, 127));
+  const SymBlock b = sym_block(t);
+  if (d == 0) return b.offset;
+  return static_cast<int>(std::clamp<long>(std::lround(v / d) + b.offset, b.lo, b.hi));
 }
 
-float value_of(DType t, int q, float d) { return static_cast<float>(t == DType::kQ4_0 ? q - 8 : q) * d; }
+float value_of(DType t, int q, float d) { return static_cast<float>(q - sym_block(t).offset) * d; }
 
 }  // namespace
 
@@ -231,8 +245,8 @@ Result<std::vector<uint8_t>> sparsegpt(std::vector<float>& w, int64_t rows, int6
 Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
                                   DType type, const ObsOptions& opt) {
   SLM_RETURN_IF_ERROR(check_shapes("gptq", w.size(), h.size(), rows, cols));
-  if (type != DType::kQ4_0 && type != DType::kQ8_0)
-    return Status::InvalidArgument(fmt::format("[gptq] cannot write {} (Q4_0, Q8_0)", dtype_name(type)));
+  if (type != DType::kQ4_0 && type != DType::kQ5_0 && type != DType::kQ8_0)
+    return Status::InvalidArgument(fmt::format("[gptq] cannot write {} (Q4_0, Q5_0, Q8_0)", dtype_name(type)));
   if (cols % kGroup != 0 || opt.block % kGroup != 0)
     return Status::InvalidArgument(fmt::format("[gptq] rows of {} values (block {}): not whole blocks of 32", cols, opt.block));
   zero_dead(w, rows, cols, h);
@@ -294,6 +308,16 @@ Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t c
         auto& b = reinterpret_cast<kernels::BlockQ4_0*>(dst)[g];
         b.d = d;
         for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+      } else if (type == DType::kQ5_0) {
+        // Low nibbles as Q4_0's; the fifth bits of elements j and j + 16 as bits j and j + 16 of qh.
+        auto& b = reinterpret_cast<kernels::BlockQ5_0*>(dst)[g];
+        b.d = d;
+        uint32_t qh = 0;
+        for (int j = 0; j < 16; ++j) {
+          b.qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
+          qh |= static_cast<uint32_t>((q[j] >> 4) & 1) << j | static_cast<uint32_t>((q[j + 16] >> 4) & 1) << (j + 16);
+        }
+        for (int k = 0; k < 4; ++k) b.qh[k] = static_cast<uint8_t>(qh >> (8 * k));
       } else {
         auto& b = reinterpret_cast<kernels::BlockQ8_0*>(dst)[g];
         b.d = d;

@@ -201,8 +201,8 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
   if (opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0 && opt.type != DType::kQ4_1 && opt.type != DType::kQ5_0)
     return Status::InvalidArgument(fmt::format("[quantize] cannot write {} (Q8_0, Q4_0, Q4_1, Q5_0)",
                                                dtype_name(opt.type)));
-  if (gptq_method && opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0)
-    return Status::InvalidArgument(fmt::format("[quantize] gptq writes Q4_0 or Q8_0, not {}", dtype_name(opt.type)));
+  if (gptq_method && opt.type == DType::kQ4_1)
+    return Status::InvalidArgument("[quantize] gptq writes the symmetric blocks Q4_0, Q5_0 and Q8_0, not Q4_1");
   if ((gptq_method || awq_method) && opt.calib.empty())
     return Status::InvalidArgument(fmt::format("[quantize] {} needs a calibration text (--calib FILE)", opt.method));
   if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");

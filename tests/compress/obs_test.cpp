@@ -66,6 +66,8 @@ std::vector<float> rtn(const Layer& L, DType t) {
   for (int64_t r = 0; r < L.rows; ++r) {
     if (t == DType::kQ4_0)
       kernels::quantize_row_q4_0_ref(&L.w[r * L.cols], reinterpret_cast<kernels::BlockQ4_0*>(&q[r * rb]), L.cols);
+    else if (t == DType::kQ5_0)
+      kernels::quantize_row_q5_0_ref(&L.w[r * L.cols], reinterpret_cast<kernels::BlockQ5_0*>(&q[r * rb]), L.cols);
     else
       kernels::quantize_row_q8_0_ref(&L.w[r * L.cols], reinterpret_cast<kernels::BlockQ8_0*>(&q[r * rb]), L.cols);
     kernels::dequantize_row_ref(t, &q[r * rb], &y[r * L.cols], L.cols);
@@ -139,15 +141,16 @@ TEST(Obs, SparseGptBeatsMagnitudeAndWanda) {
       zeros += w[i] == 0.0f;
     }
     EXPECT_EQ(zeros, L.rows * L.cols / 2);
-    if (nm)
+    if (nm) {
       for (size_t g = 0; g < w.size(); g += 4)
         EXPECT_EQ((w[g] == 0) + (w[g + 1] == 0) + (w[g + 2] == 0) + (w[g + 3] == 0), 2) << g;
+    }
   }
 }
 
 TEST(Obs, GptqBeatsRtnAndWritesItsOwnValues) {
   const Layer L = make_layer(40, 128, 600, 4);
-  for (DType t : {DType::kQ4_0, DType::kQ8_0}) {
+  for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0}) {
     const double e_rtn = output_error(L.w, rtn(L, t), L.rows, L.cols, L.h);
     for (bool act_order : {false, true}) {
       std::vector<float> w = L.w;
@@ -157,7 +160,9 @@ TEST(Obs, GptqBeatsRtnAndWritesItsOwnValues) {
       auto q = gptq(w, L.rows, L.cols, L.h, t, o);
       ASSERT_TRUE(q.ok()) << q.status().to_string();
       const double e = output_error(L.w, w, L.rows, L.cols, L.h);
-      EXPECT_LT(e, 0.8 * e_rtn) << dtype_name(t) << " act_order " << act_order;
+      // Q5_0 gains less here (0.83 x RTN without act-order): its finer rounding
+      // leaves more of the error to the clamping of the updated weights.
+      EXPECT_LT(e, (t == DType::kQ5_0 ? 0.9 : 0.8) * e_rtn) << dtype_name(t) << " act_order " << act_order;
       // The blocks hold exactly the values gptq left in w.
       std::vector<float> y(w.size());
       const size_t rb = row_bytes(t, L.cols);
@@ -186,10 +191,27 @@ TEST(Obs, GptqWithoutCorrelationIsRoundToNearest) {
   EXPECT_EQ(w, x);
 }
 
+TEST(Obs, GptqQ5_0WithoutCorrelationMatchesGgml) {
+  // Values (j - 16) / 4: the largest magnitude is -4, d = 0.25, codes j; the
+  // same block as ggml's reference, fifth bits for elements 16..31.
+  std::vector<float> x(32);
+  for (int j = 0; j < 32; ++j) x[j] = static_cast<float>(j - 16) / 4;
+  std::vector<double> h(32 * 32, 0.0);
+  for (int j = 0; j < 32; ++j) h[j * 32 + j] = 1;
+  std::vector<float> w = x;
+  auto q = gptq(w, 1, 32, h, DType::kQ5_0, ObsOptions{});
+  ASSERT_TRUE(q.ok());
+  kernels::BlockQ5_0 ref{};
+  kernels::quantize_row_q5_0_ref(x.data(), &ref, 32);
+  EXPECT_EQ(std::memcmp(&ref, q->data(), sizeof ref), 0);
+  EXPECT_EQ(ref.qh[2], 0xff);
+  EXPECT_EQ(w, x);
+}
+
 TEST(Obs, BadShapesAndTypes) {
   std::vector<float> w(64);
   std::vector<double> h(32 * 32, 0.0);
-  EXPECT_FALSE(gptq(w, 2, 32, h, DType::kQ4_1, ObsOptions{}).ok());
+  EXPECT_FALSE(gptq(w, 2, 32, h, DType::kQ4_1, ObsOptions{}).ok());  // asymmetric: not yet
   EXPECT_FALSE(gptq(w, 1, 64, h, DType::kQ4_0, ObsOptions{}).ok());  // H is 32 x 32
   std::vector<float> w30(30);
   std::vector<double> h30(30 * 30, 1.0);

@@ -68,7 +68,7 @@ void print_report(const slm::compress::QuantizeReport& r, const std::string& out
 }  // namespace
 
 QuantizeCommand::QuantizeCommand(CLI::App& app) {
-  sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN, AWQ to Q8_0, Q4_0, Q4_1, Q5_0; GPTQ to Q8_0, Q4_0)");
+  sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN, AWQ to Q8_0, Q4_0, Q4_1, Q5_0; GPTQ to Q8_0, Q4_0, Q5_0)");
   CLI::App* s = sub_;
   s->add_option("model", model_, "GGUF model (F32, F16 or BF16 weights)")->required();
   s->add_option("--type", type_, "Q8_0, Q4_0, Q4_1 or Q5_0")->required();

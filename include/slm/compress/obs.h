@@ -8,8 +8,8 @@
 //   prunes column by column and updates the columns not yet visited to
 //   compensate (Optimal Brain Surgeon with the Cholesky factor of H^-1);
 //   mask chosen per block of 128 columns by w^2 / [H^-1]_jj^2.
-// - gptq: GPTQ (Frantar et al. 2022, arXiv:2210.17323) into GGUF's Q4_0 or
-//   Q8_0 blocks: the same sweep, quantizing each column instead, with lazy
+// - gptq: GPTQ (Frantar et al. 2022, arXiv:2210.17323) into GGUF's
+//   symmetric Q4_0, Q5_0 or Q8_0 blocks: the same sweep, quantizing each column instead, with lazy
 //   block updates, damping and optional act-order. Each block's scale is
 //   fixed from the (updated) weights when the sweep reaches its block of 128
 //   columns, as the reference implementation does; with act-order, from the
@@ -52,8 +52,8 @@ struct ObsOptions {
 Result<std::vector<uint8_t>> sparsegpt(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
                                        double sparsity, int n_of, int m, const ObsOptions& opt);
 
-// GPTQ of w into rows * row_bytes(type, cols) bytes of GGUF blocks (Q4_0 or
-// Q8_0; cols a multiple of 32). w is left holding the dequantized result.
+// GPTQ of w into rows * row_bytes(type, cols) bytes of GGUF blocks (Q4_0,
+// Q5_0 or Q8_0; cols a multiple of 32). w is left holding the dequantized result.
 Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
                                   DType type, const ObsOptions& opt);
 

@@ -30,7 +30,7 @@
 namespace slm::compress {
 
 struct QuantizeOptions {
-  DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0 (gptq: Q8_0, Q4_0)
+  DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0 (gptq: Q8_0, Q4_0, Q5_0)
   std::string method = "rtn"; // rtn, gptq (block weights from calibration; the rest rtn) or awq (awq.h)
   std::string calib;          // gptq, awq: calibration text (rtn: for the error report)
   CalibrationOptions calib_opt;
