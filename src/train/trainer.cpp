@@ -141,10 +141,17 @@ Result<TrainResult> train(TrainOptions opt) {
     }
     return sum / static_cast<double>(opt.eval_batches);
   };
+  const int64_t tokens_per_step = opt.batch * opt.seq * opt.accum;
   auto save = [&](double val_loss) -> Status {
     nlohmann::json state = {{"step", step}, {"rng", rng_state(rng)}, {"tokenizer", opt.tokenizer},
-                            {"seed", opt.seed}, {"val_loss", val_loss}};
+                            {"seed", opt.seed}, {"val_loss", val_loss},
+                            {"tokens_seen", step * tokens_per_step}, {"data", opt.data},
+                            {"batch", opt.batch}, {"seq", opt.seq}, {"accum", opt.accum}};
     SLM_RETURN_IF_ERROR(save_checkpoint(ckpt_path, model, adam, state));
+    // A readable copy for people and scripts; resume reads the checkpoint's own.
+    state["config"] = config_to_json(model.config());
+    const std::string json = state.dump(2) + "\n";
+    SLM_RETURN_IF_ERROR(write_file_atomic(opt.out_dir + "/state.json", json.data(), json.size()));
     const std::string csv = loss_csv(curve), svg = loss_svg(curve, "slm train: loss per token (nats)");
     SLM_RETURN_IF_ERROR(write_file_atomic(opt.out_dir + "/loss.csv", csv.data(), csv.size()));
     SLM_RETURN_IF_ERROR(write_file_atomic(opt.out_dir + "/loss.svg", svg.data(), svg.size()));
@@ -152,7 +159,6 @@ Result<TrainResult> train(TrainOptions opt) {
   };
 
   const int64_t end = opt.stop_at > 0 ? opt.stop_at : opt.schedule.total;
-  const int64_t tokens_per_step = opt.batch * opt.seq * opt.accum;
   Progress progress("train", opt.schedule.total, "step", step);
   const bool tty = isatty(2) != 0;
   double train_sum = 0, last_train = NAN, last_val = NAN, train_time = 0;
