@@ -11,6 +11,9 @@
 TrainCommand::TrainCommand(CLI::App& app) {
   sub_ = app.add_subcommand("train", "Train a Llama model from scratch on text files");
   CLI::App* s = sub_;
+  s->option_defaults()->always_capture_default();  // --help shows each default
+  o_.schedule.total = 2000;  // nanoGPT's small CPU recipe, as bench/train_shakespeare.sh runs it
+  o_.schedule.warmup = 100;
   s->add_option("--data", o_.data, "Text files (UTF-8), concatenated in order")->required();
   s->add_option("--out", o_.out_dir, "Output folder: checkpoint, loss.csv, loss.svg, model.gguf")->required();
   s->add_option("--tokenizer", o_.tokenizer, "byte (vocab 256), a tokenizer.json, or a .gguf model's tokenizer");
