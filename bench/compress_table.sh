@@ -22,7 +22,7 @@ row() {  # name file log
 echo "| model | size | ppl | vs F32 | mean layer output error |"
 echo "| --- | --- | --- | --- | --- |"
 row F32 "$model" ""
-for type in Q8_0 Q4_0; do
+for type in Q8_0 Q5_0 Q4_0; do
   for m in rtn gptq "gptq --act-order" awq; do
     name="$type ${m}"; file="$out/$type-${m// /}.gguf"
     "$slm" quantize "$model" --type $type --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1
