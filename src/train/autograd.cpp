@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "slm/core/assert.h"
 #include "slm/core/half.h"
+#include "slm/kernels/ops.h"
 
 namespace slm::train {
 
@@ -33,6 +35,17 @@ template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, const T* B, T beta, T* C) {
   gemm_ld(ta, tb, M, N, K, A, ta ? M : K, B, tb ? K : N, beta, C, N);
 }
+
+// A float buffer (rows, cols) as the weight view the inference kernels take.
+TensorView f32_view(const float* data, int64_t rows, int64_t cols) {
+  TensorView t;
+  t.dtype = DType::kF32;
+  t.shape = {rows, cols};
+  t.data = data;
+  t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
+  return t;
+}
+TensorView f32_view(const double*, int64_t, int64_t) { return {}; }  // never called: double uses BLAS
 
 // Loops over this many elements or more are split over threads.
 constexpr int64_t kParallelMin = 1 << 14;
@@ -122,7 +135,11 @@ Var<T> linear(Tape<T>& tape, const Var<T>& x, const Var<T>& w) {
   const T* xv = bf16 ? xs->data() : x->value.data();
   const T* wv = bf16 ? ws->data() : w->value.data();
   std::vector<T> y(static_cast<size_t>(N * out_f));
-  gemm(false, true, N, out_f, in, xv, wv, T(0), y.data());
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::matmul(f32_view(wv, out_f, in), xv, N, y.data());  // the inference path's product
+  } else {
+    gemm(false, true, N, out_f, in, xv, wv, T(0), y.data());
+  }
   Var<T> out = output(tape, {N, out_f}, std::move(y), {x, w});
   Node<T>* o = out.get();
   return finish(tape, out, [o, x, w, xs, ws, N, in, out_f, bf16]() {
@@ -153,7 +170,11 @@ Var<T> rmsnorm(Tape<T>& tape, const Var<T>& x, const Var<T>& w, T eps) {
     for (int64_t j = 0; j < D; ++j) ss += xi[j] * xi[j];
     const T r = T(1) / std::sqrt(ss / static_cast<T>(D) + eps);
     (*rstd)[i] = r;
-    for (int64_t j = 0; j < D; ++j) y[i * D + j] = xi[j] * r * w->value[j];
+    if constexpr (std::is_same_v<T, float>) {
+      kernels::rmsnorm(xi, w->value.data(), eps, &y[i * D], D);  // the inference path's kernel
+    } else {
+      for (int64_t j = 0; j < D; ++j) y[i * D + j] = xi[j] * r * w->value[j];
+    }
   }
   Var<T> out = output(tape, {N, D}, std::move(y), {x, w});
   Node<T>* o = out.get();
@@ -193,12 +214,11 @@ Var<T> rope(Tape<T>& tape, const Var<T>& x, const std::vector<int64_t>& pos, int
   SLM_ASSERT(C == n_head * head_dim && static_cast<int64_t>(pos.size()) == N && n_rot <= head_dim);
   // cs (N, n_rot): cos, sin per pair and row, as the inference kernel computes them.
   auto cs = std::make_shared<std::vector<T>>(static_cast<size_t>(N * n_rot));
-  for (int64_t i = 0; i < N; ++i)
-    for (int64_t p = 0; p < n_rot / 2; ++p) {
-      const float a = static_cast<float>(pos[i]) * freqs[p];
-      (*cs)[i * n_rot + 2 * p] = std::cos(a);
-      (*cs)[i * n_rot + 2 * p + 1] = std::sin(a);
-    }
+  std::vector<float> row(static_cast<size_t>(n_rot));
+  for (int64_t i = 0; i < N; ++i) {
+    kernels::rope_table(n_rot, pos[i], freqs.data(), row.data());
+    std::copy(row.begin(), row.end(), cs->begin() + i * n_rot);
+  }
   // Rotates each pair by +angle (forward) or -angle (its transpose, backward).
   auto rotate = [=](const T* src, T* dst, T sign, bool accumulate) {
 #pragma omp parallel for schedule(static) if (N * C >= kParallelMin)
@@ -222,7 +242,14 @@ Var<T> rope(Tape<T>& tape, const Var<T>& x, const std::vector<int64_t>& pos, int
       }
   };
   std::vector<T> y(x->value.size());
-  rotate(x->value.data(), y.data(), T(1), false);
+  if constexpr (std::is_same_v<T, float>) {  // the inference path's kernel
+    y = x->value;
+    for (int64_t i = 0; i < N; ++i)
+      for (int64_t h = 0; h < n_head; ++h)
+        kernels::rope_apply(&y[i * C + h * head_dim], n_rot, &(*cs)[i * n_rot], /*interleaved=*/true);
+  } else {
+    rotate(x->value.data(), y.data(), T(1), false);
+  }
   Var<T> out = output(tape, {N, C}, std::move(y), {x});
   Node<T>* o = out.get();
   return finish(tape, out, [o, x, rotate]() { rotate(o->grad.data(), x->g(), T(-1), true); });
@@ -302,10 +329,13 @@ Var<T> swiglu(Tape<T>& tape, const Var<T>& gate, const Var<T>& up) {
   const int64_t n = gate->numel();
   SLM_ASSERT(up->numel() == n);
   std::vector<T> y(static_cast<size_t>(n));
-#pragma omp parallel for schedule(static) if (n >= kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const T g = gate->value[i];
-    y[i] = g / (T(1) + std::exp(-g)) * up->value[i];
+  if constexpr (std::is_same_v<T, float>) {
+    kernels::swiglu(gate->value.data(), up->value.data(), y.data(), n);  // the inference path's kernel
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const T g = gate->value[i];
+      y[i] = g / (T(1) + std::exp(-g)) * up->value[i];
+    }
   }
   Var<T> out = output(tape, gate->shape, std::move(y), {gate, up});
   Node<T>* o = out.get();

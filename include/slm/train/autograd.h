@@ -8,7 +8,9 @@
 // gradients accumulate over backward calls until the optimizer clears them.
 //
 // Templated on the scalar: float trains, double checks gradients against
-// finite differences. Ops split their loops over OpenMP threads with a fixed
+// finite differences. In float the forward passes of linear, RMSNorm, rotary
+// and SwiGLU call the inference kernels (kernels/ops.h); the backward passes
+// and attention use OpenBLAS. Ops split their loops over OpenMP threads with a fixed
 // partition and no atomic float sums, so results depend only on the thread
 // count, not on scheduling (resume is bit-identical).
 //
