@@ -115,8 +115,15 @@ Result<TrainResult> train(TrainOptions opt) {
     SLM_RETURN_IF_ERROR(restore_rng(resumed["rng"].get<std::string>(), &rng));
     step = resumed["step"].get<int64_t>();
     if (auto csv = read_file(opt.out_dir + "/loss.csv"); csv.ok()) {
-      SLM_ASSIGN_OR_RETURN(curve, parse_loss_csv(*csv));
-      std::erase_if(curve, [&](const LossPoint& p) { return p.step > step; });
+      // The curve is a report, not state: a damaged one restarts, the run goes on.
+      auto parsed = parse_loss_csv(*csv);
+      if (parsed.ok()) {
+        curve = std::move(*parsed);
+        std::erase_if(curve, [&](const LossPoint& p) { return p.step > step; });
+      } else {
+        std::fprintf(stderr, "train: %s; the loss curve restarts at step %lld\n", parsed.status().to_string().c_str(),
+                     static_cast<long long>(step));
+      }
     }
   }
   std::fprintf(stderr, "train: %s, %.2fM parameters; %lld tokens (%lld train, %lld validation); %s\n",

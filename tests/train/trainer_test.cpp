@@ -26,6 +26,7 @@
 #include "slm/train/data.h"
 #include "slm/train/default_model.h"
 #include "slm/train/export.h"
+#include "slm/train/loss_curve.h"
 #include "slm/train/transformer.h"
 #include "test_util.h"
 
@@ -317,6 +318,45 @@ TEST(Trainer, BpeTokenizerStreamsAndTravelsIntoTheGguf) {
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ(*a, *b);
   EXPECT_EQ((*gguf_tok)->decode(*a, true), sample);
+}
+
+TEST(Trainer, LossCurveRoundTripsAndRejectsGarbage) {
+  std::vector<LossPoint> pts(3);
+  pts[0] = {10, 1e-3, 2.5, NAN};
+  pts[1] = {20, 9e-4, 2.25, 2.375};
+  pts[2] = {30, 8e-4, NAN, 2.125};
+  auto back = parse_loss_csv(loss_csv(pts));
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  ASSERT_EQ(back->size(), 3u);
+  EXPECT_EQ((*back)[1].step, 20);
+  EXPECT_EQ((*back)[1].val_loss, 2.375);
+  EXPECT_TRUE(std::isnan((*back)[0].val_loss));
+  EXPECT_TRUE(std::isnan((*back)[2].train_loss));
+  const std::string svg = loss_svg(pts, "t");
+  EXPECT_EQ(std::count(svg.begin(), svg.end(), '\n') > 5, true);
+  EXPECT_NE(svg.find("train loss"), std::string::npos);
+  EXPECT_NE(svg.find("validation loss"), std::string::npos);
+  auto bad = parse_loss_csv("step,lr,train_loss,val_loss\n10,0.001,2.5,\nzz,\x01,,\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().to_string().find("line 3"), std::string::npos) << bad.status().to_string();
+}
+
+TEST(Trainer, ResumeSurvivesADamagedLossCurve) {
+  const std::string dir = temp_dir("curve");
+  TrainOptions o = tiny_options(dir + "/out", write_text(dir + "/corpus.txt", corpus_text()));
+  o.schedule.total = 4;
+  o.schedule.warmup = 1;
+  o.stop_at = 2;
+  ASSERT_TRUE(train(o).ok());
+  write_text(dir + "/out/loss.csv", "step,lr\n\xff\xfe garbage\n");
+  o.stop_at = 0;
+  o.resume = true;
+  auto r = train(o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->step, 4);
+  auto csv = read_file(dir + "/out/loss.csv");
+  ASSERT_TRUE(csv.ok());
+  EXPECT_TRUE(parse_loss_csv(*csv).ok()) << *csv;
 }
 
 TEST(Trainer, ScheduleShapes) {
