@@ -21,12 +21,12 @@ const std::map<std::string, std::vector<std::string>>& readers() {
 
 }  // namespace
 
-Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const Calibration& cal, DType type) {
+Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const Calibration& cal, const QuantFormat& f) {
   const auto arch = in.get_string("general.architecture");
   if (!arch || (*arch != "llama" && *arch != "mistral" && *arch != "qwen2"))
     return Status::Unsupported(fmt::format("[awq] folds scales into RMSNorm weights of Llama-family models, not {}",
                                            arch ? *arch : "an unnamed architecture"));
-  const int64_t qk = dtype_info(type).block_size;
+  const int64_t qk = f.block();
   std::map<std::string, AwqSite> out;
   for (const auto& [site, stats] : cal.sites) {
     const std::string suffix = site.substr(site.rfind('.') + 1), prefix = site.substr(0, site.rfind('.') + 1);
@@ -67,7 +67,7 @@ Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const 
         std::vector<float> x(w.w.size()), y(w.w.size());
         for (int64_t r = 0; r < w.rows; ++r)
           for (int64_t j = 0; j < n; ++j) x[r * n + j] = w.w[r * n + j] * s[j];
-        for (int64_t r = 0; r < w.rows; ++r) rtn_roundtrip(type, &x[r * n], &y[r * n], n);
+        for (int64_t r = 0; r < w.rows; ++r) rtn_roundtrip(f, &x[r * n], &y[r * n], n);
         for (int64_t r = 0; r < w.rows; ++r)
           for (int64_t j = 0; j < n; ++j) y[r * n + j] /= s[j];
         err += output_error(w.w, y, w.rows, n, stats.xtx);

@@ -6,14 +6,12 @@
 
 #include <fmt/format.h>
 
-#include "slm/core/half.h"
-#include "slm/kernels/quant.h"
 
 namespace slm::compress {
 
 namespace {
 
-constexpr int64_t kGroup = 32;  // GGUF's block of Q4_0 / Q8_0
+constexpr int64_t kGroup = 32;  // GGUF's block of Q4_0 / Q8_0: rows are whole blocks
 
 // The k smallest of scores (ties by index) marked in mask[0..n).
 void mark_smallest(const float* scores, int64_t n, int64_t k, uint8_t* mask, int64_t stride = 1) {
@@ -79,43 +77,6 @@ Status check_shapes(const char* op, size_t w, size_t h, int64_t rows, int64_t co
                                                op, w, h, rows, cols));
   return Status::Ok();
 }
-
-// The symmetric GGUF blocks of 32 values GPTQ writes: code q stands for
-// (q - offset) * d, q in [lo, hi]; ggml's reference maps the value of largest
-// magnitude to -offset with its sign (Q4_0, Q5_0) or to 127 (Q8_0).
-struct SymBlock {
-  int offset, lo, hi;
-  bool signed_max;  // the scale keeps the sign of the largest value
-};
-SymBlock sym_block(DType t) {
-  switch (t) {
-    case DType::kQ4_0: return {8, 0, 15, true};
-    case DType::kQ5_0: return {16, 0, 31, true};
-    default: return {0, -128, 127, false};  // Q8_0
-  }
-}
-
-// Scale of one block as ggml's reference picks it, rounded through F16 as stored.
-float block_scale(DType t, const float* x) {
-  float amax = 0, maxv = 0;
-  for (int64_t j = 0; j < kGroup; ++j)
-    if (std::fabs(x[j]) > amax) {
-      amax = std::fabs(x[j]);
-      maxv = x[j];
-    }
-  const SymBlock b = sym_block(t);
-  const float d = b.signed_max ? maxv / static_cast<float>(-b.offset) : amax / 127.f;
-  return f16_to_f32(f32_to_f16(d));
-}
-
-// Nearest code for v at scale d.
-int code_of(DType t, float v, float d) {
-  const SymBlock b = sym_block(t);
-  if (d == 0) return b.offset;
-  return static_cast<int>(std::clamp<long>(std::lround(v / d) + b.offset, b.lo, b.hi));
-}
-
-float value_of(DType t, int q, float d) { return static_cast<float>(q - sym_block(t).offset) * d; }
 
 }  // namespace
 
@@ -243,29 +204,36 @@ Result<std::vector<uint8_t>> sparsegpt(std::vector<float>& w, int64_t rows, int6
 }
 
 Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
-                                  DType type, const ObsOptions& opt) {
+                                  const QuantFormat& f, const ObsOptions& opt) {
   SLM_RETURN_IF_ERROR(check_shapes("gptq", w.size(), h.size(), rows, cols));
-  if (type != DType::kQ4_0 && type != DType::kQ5_0 && type != DType::kQ8_0)
-    return Status::InvalidArgument(fmt::format("[gptq] cannot write {} (Q4_0, Q5_0, Q8_0)", dtype_name(type)));
+  if (!has_groups(f))
+    return Status::InvalidArgument(fmt::format("[gptq] cannot write {} (Q4_0, Q4_1, Q5_0, Q8_0, int4, int8)", f.name()));
   if (cols % kGroup != 0 || opt.block % kGroup != 0)
     return Status::InvalidArgument(fmt::format("[gptq] rows of {} values (block {}): not whole blocks of 32", cols, opt.block));
   zero_dead(w, rows, cols, h);
-  const int64_t n_groups = cols / kGroup;
-  std::vector<float> scale(static_cast<size_t>(rows * n_groups));
-  auto fix_scales = [&](int64_t g1, int64_t g2) {
+  const int64_t gs = f.group_size(cols), n_groups = (cols + gs - 1) / gs;
+  std::vector<GroupParams> params(static_cast<size_t>(rows * n_groups));
+  auto fix_params = [&](int64_t g1, int64_t g2) {
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t g = g1; g < g2; ++g)
-        scale[static_cast<size_t>(r * n_groups + g)] = block_scale(type, &w[static_cast<size_t>(r * cols + g * kGroup)]);
+        params[static_cast<size_t>(r * n_groups + g)] =
+            group_params(f, &w[static_cast<size_t>(r * cols + g * gs)], std::min(gs, cols - g * gs));
   };
+  // The GGUF types fix the scales of the four blocks of 32 in each lazy
+  // block of 128 when the sweep reaches it. int4 / int8 fix a group's when
+  // the sweep reaches its first column, from the weights as updated by all
+  // the columns before (the GPTQ paper's groups): lazy blocks then start at
+  // every group.
+  const int64_t block = f.int_bits != 0 && gs < cols ? std::gcd(gs, opt.block) : opt.block;
 
   // Act-order: the sweep runs over columns permuted by decreasing H_jj; the
-  // scales come from the original weights, block by block.
+  // parameters come from the original weights (static groups).
   std::vector<int64_t> perm(static_cast<size_t>(cols));
   std::iota(perm.begin(), perm.end(), 0);
   std::vector<double> hp;
   const std::vector<double>* hs = &h;
   if (opt.act_order) {
-    fix_scales(0, n_groups);
+    fix_params(0, n_groups);
     std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) {
       return h[static_cast<size_t>(a * cols + a)] > h[static_cast<size_t>(b * cols + b)];
     });
@@ -282,48 +250,25 @@ Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t c
   SLM_ASSIGN_OR_RETURN(auto u, inverse_hessian_factor(*hs, cols, opt.damp));
   std::vector<int8_t> code(static_cast<size_t>(rows * cols));
   auto on_block = [&](int64_t i1, int64_t i2) {
-    if (!opt.act_order) fix_scales(i1 / kGroup, i2 / kGroup);
+    if (!opt.act_order) fix_params((i1 + gs - 1) / gs, (i2 + gs - 1) / gs);  // the groups starting in [i1, i2)
   };
   auto col = [&](int64_t r, int64_t i, const float* wr) {
     const int64_t c = perm[static_cast<size_t>(i)];
-    const float d = scale[static_cast<size_t>(r * n_groups + c / kGroup)];
-    const int q = code_of(type, wr[i], d);
+    const GroupParams p = params[static_cast<size_t>(r * n_groups + c / gs)];
+    const int q = group_code(f, wr[i], p);
     code[static_cast<size_t>(r * cols + c)] = static_cast<int8_t>(q);
-    return value_of(type, q, d);
+    return group_value(f, q, p);
   };
-  sweep(w, rows, cols, u, opt.block, on_block, col);
+  sweep(w, rows, cols, u, block, on_block, col);
 
   // Back to the stored order, and into GGUF blocks.
-  const size_t rb = row_bytes(type, cols);
+  const size_t rb = row_bytes(f.type, cols);
   std::vector<uint8_t> out(rb * static_cast<size_t>(rows));
   for (int64_t r = 0; r < rows; ++r) {
+    const GroupParams* p = &params[static_cast<size_t>(r * n_groups)];
     for (int64_t c = 0; c < cols; ++c)
-      w[static_cast<size_t>(r * cols + c)] = value_of(type, code[static_cast<size_t>(r * cols + c)],
-                                                      scale[static_cast<size_t>(r * n_groups + c / kGroup)]);
-    for (int64_t g = 0; g < n_groups; ++g) {
-      const uint16_t d = f32_to_f16(scale[static_cast<size_t>(r * n_groups + g)]);
-      const int8_t* q = &code[static_cast<size_t>(r * cols + g * kGroup)];
-      uint8_t* dst = out.data() + static_cast<size_t>(r) * rb;
-      if (type == DType::kQ4_0) {
-        auto& b = reinterpret_cast<kernels::BlockQ4_0*>(dst)[g];
-        b.d = d;
-        for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
-      } else if (type == DType::kQ5_0) {
-        // Low nibbles as Q4_0's; the fifth bits of elements j and j + 16 as bits j and j + 16 of qh.
-        auto& b = reinterpret_cast<kernels::BlockQ5_0*>(dst)[g];
-        b.d = d;
-        uint32_t qh = 0;
-        for (int j = 0; j < 16; ++j) {
-          b.qs[j] = static_cast<uint8_t>((q[j] & 0xF) | ((q[j + 16] & 0xF) << 4));
-          qh |= static_cast<uint32_t>((q[j] >> 4) & 1) << j | static_cast<uint32_t>((q[j + 16] >> 4) & 1) << (j + 16);
-        }
-        for (int k = 0; k < 4; ++k) b.qh[k] = static_cast<uint8_t>(qh >> (8 * k));
-      } else {
-        auto& b = reinterpret_cast<kernels::BlockQ8_0*>(dst)[g];
-        b.d = d;
-        std::copy(q, q + kGroup, b.qs);
-      }
-    }
+      w[static_cast<size_t>(r * cols + c)] = group_value(f, code[static_cast<size_t>(r * cols + c)], p[c / gs]);
+    pack_row(f, &code[static_cast<size_t>(r * cols)], p, cols, out.data() + static_cast<size_t>(r) * rb);
   }
   return out;
 }

@@ -1,7 +1,6 @@
 #include "slm/compress/quantize.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -12,6 +11,7 @@
 
 #include "slm/compress/awq.h"
 #include "slm/compress/calibrate.h"
+#include "slm/compress/kquant.h"
 #include "slm/compress/obs.h"
 #include "slm/io/gguf.h"
 #include "slm/kernels/quant.h"
@@ -21,17 +21,6 @@
 namespace slm::compress {
 
 namespace {
-
-// One row of n floats into type t's blocks at dst.
-void quantize_row(DType t, const float* x, uint8_t* dst, int64_t n) {
-  switch (t) {
-    case DType::kQ8_0: kernels::quantize_row_q8_0_ref(x, reinterpret_cast<kernels::BlockQ8_0*>(dst), n); return;
-    case DType::kQ4_0: kernels::quantize_row_q4_0_ref(x, reinterpret_cast<kernels::BlockQ4_0*>(dst), n); return;
-    case DType::kQ4_1: kernels::quantize_row_q4_1_ref(x, reinterpret_cast<kernels::BlockQ4_1*>(dst), n); return;
-    case DType::kQ5_0: kernels::quantize_row_q5_0_ref(x, reinterpret_cast<kernels::BlockQ5_0*>(dst), n); return;
-    default: break;
-  }
-}
 
 // The layer of "blk.N.*", -1 for other names.
 int layer_of(const std::string& name) {
@@ -53,14 +42,6 @@ bool is_float_type(DType t) { return t == DType::kF32 || t == DType::kF16 || t =
 
 }  // namespace
 
-Result<DType> parse_quant_type(const std::string& name) {
-  std::string up = name;
-  for (auto& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0})
-    if (dtype_name(t) == up) return t;
-  return Status::InvalidArgument(fmt::format("--type '{}' cannot be written yet (Q8_0, Q4_0, Q4_1, Q5_0)", name));
-}
-
 uint32_t llama_file_type(DType t) {
   switch (t) {
     case DType::kF32: return 0;
@@ -69,6 +50,9 @@ uint32_t llama_file_type(DType t) {
     case DType::kQ4_1: return 3;
     case DType::kQ8_0: return 7;
     case DType::kQ5_0: return 8;
+    case DType::kQ4_K: return 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M, as llama-quantize --pure Q4_K writes
+    case DType::kQ5_K: return 17;  // Q5_K_M
+    case DType::kQ6_K: return 18;
     case DType::kBF16: return 32;
     default: return 0;
   }
@@ -81,12 +65,6 @@ NewTensor f32_tensor(const std::vector<float>& x, std::vector<int64_t> shape) {
   std::memcpy(nt.bytes.data(), x.data(), nt.bytes.size());
   nt.shape = std::move(shape);
   return nt;
-}
-
-void rtn_roundtrip(DType t, const float* x, float* y, int64_t n) {
-  std::vector<uint8_t> q(row_bytes(t, n));
-  quantize_row(t, x, q.data(), n);
-  kernels::dequantize_row_ref(t, q.data(), y, n);
 }
 
 Result<std::vector<float>> float_weights(const std::string& name, const TensorView& v) {
@@ -195,15 +173,18 @@ TensorRewrite with_sequential(Sequential& seq, const Calibration& cal, const Wei
 
 Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::string& out_path,
                                      const QuantizeOptions& opt, const QuantizeCallback& cb) {
-  const bool gptq_method = opt.method == "gptq", awq_method = opt.method == "awq";
-  if (opt.method != "rtn" && !gptq_method && !awq_method)
-    return Status::Unsupported(fmt::format("--method '{}' is not implemented (rtn, gptq, awq)", opt.method));
-  if (opt.type != DType::kQ8_0 && opt.type != DType::kQ4_0 && opt.type != DType::kQ4_1 && opt.type != DType::kQ5_0)
-    return Status::InvalidArgument(fmt::format("[quantize] cannot write {} (Q8_0, Q4_0, Q4_1, Q5_0)",
-                                               dtype_name(opt.type)));
-  if (gptq_method && opt.type == DType::kQ4_1)
-    return Status::InvalidArgument("[quantize] gptq writes the symmetric blocks Q4_0, Q5_0 and Q8_0, not Q4_1");
-  if ((gptq_method || awq_method) && opt.calib.empty())
+  const QuantFormat& f = opt.format;
+  const bool gptq_method = opt.method == "gptq", awq_method = opt.method == "awq", imatrix = opt.method == "imatrix";
+  if (opt.method != "rtn" && !gptq_method && !awq_method && !imatrix)
+    return Status::Unsupported(fmt::format("--method '{}' is not implemented (rtn, imatrix, gptq, awq)", opt.method));
+  if (gptq_method && !has_groups(f))
+    return Status::InvalidArgument(fmt::format(
+        "[quantize] gptq writes Q4_0, Q4_1, Q5_0, Q8_0, int4 and int8, not {} (for the k-quants: --method imatrix)",
+        f.name()));
+  if (imatrix && !is_k_quant(f.type))
+    return Status::InvalidArgument(fmt::format(
+        "[quantize] imatrix weights the k-quants' scale search (Q4_K, Q5_K, Q6_K), not {}", f.name()));
+  if ((gptq_method || awq_method || imatrix) && opt.calib.empty())
     return Status::InvalidArgument(fmt::format("[quantize] {} needs a calibration text (--calib FILE)", opt.method));
   if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");
   if (file_exists(in_path) && !model::is_gguf_file(in_path))
@@ -211,10 +192,10 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
                                            "BF16 weights)", in_path));
   SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
   Calibration cal;
-  const int64_t qk = dtype_info(opt.type).block_size;
+  const int64_t qk = f.block();
   // ggml's GGML_QNT_VERSION is 2.
   const std::vector<std::pair<std::string, uint32_t>> set_keys = {{"general.quantization_version", 2},
-                                                                   {"general.file_type", llama_file_type(opt.type)}};
+                                                                   {"general.file_type", llama_file_type(f.type)}};
   std::map<std::string, AwqSite> awq;
   auto awq_site = [&](const std::string& site) -> const AwqSite* {
     auto it = awq.find(site);
@@ -249,16 +230,23 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
         if (row_s != nullptr) e /= row_s->scale[static_cast<size_t>(r)];
       }
     if (!quantize) return std::optional<NewTensor>(f32_tensor(xs));
-    const size_t out_row = row_bytes(opt.type, cols);
+    // imatrix: each input channel's mean square on the calibration text.
+    std::vector<float> importance;
+    if (imatrix && s != nullptr && s->n_tok > 0) {
+      importance.resize(static_cast<size_t>(cols));
+      for (int64_t j = 0; j < cols; ++j)
+        importance[j] = static_cast<float>(s->xtx[static_cast<size_t>(j * cols + j)] / static_cast<double>(s->n_tok));
+    }
+    const size_t out_row = row_bytes(f.type, cols);
     NewTensor nt;
-    nt.ggml_type = io::ggml_from_dtype(opt.type);
+    nt.ggml_type = io::ggml_from_dtype(f.type);
     nt.bytes.resize(out_row * static_cast<size_t>(rows));
     std::vector<float> y(x.size());
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
       uint8_t* dst = nt.bytes.data() + static_cast<size_t>(r) * out_row;
-      quantize_row(opt.type, &xs[static_cast<size_t>(r * cols)], dst, cols);
-      kernels::dequantize_row_ref(opt.type, dst, &y[static_cast<size_t>(r * cols)], cols);
+      quantize_row(f, &xs[static_cast<size_t>(r * cols)], dst, cols, importance.empty() ? nullptr : importance.data());
+      kernels::dequantize_row_ref(f.type, dst, &y[static_cast<size_t>(r * cols)], cols);
     }
     // y in the original weights' terms, for the errors.
     for (int64_t r = 0; r < rows; ++r)
@@ -269,12 +257,12 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
       }
     if (s != nullptr) {
       std::vector<float> y_rtn(x.size());
-      for (int64_t r = 0; r < rows; ++r) rtn_roundtrip(opt.type, &x[static_cast<size_t>(r * cols)], &y_rtn[static_cast<size_t>(r * cols)], cols);
+      for (int64_t r = 0; r < rows; ++r) rtn_roundtrip(f, &x[static_cast<size_t>(r * cols)], &y_rtn[static_cast<size_t>(r * cols)], cols);
       p.err_rtn = output_error(x, y_rtn, rows, cols, s->xtx);
       p.err = output_error(x, y, rows, cols, s->xtx);
       if (gptq_method) {
         std::vector<float> g = x;
-        SLM_ASSIGN_OR_RETURN(nt.bytes, gptq(g, rows, cols, s->xtx, opt.type, opt.obs));
+        SLM_ASSIGN_OR_RETURN(nt.bytes, gptq(g, rows, cols, s->xtx, f, opt.obs));
         y.swap(g);
         p.err = output_error(x, y, rows, cols, s->xtx);
       }
@@ -294,7 +282,7 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
     SLM_ASSIGN_OR_RETURN(cal, calibrate_file(in_path, opt.calib, opt.calib_opt, opt.calib_cb));
   }
   if (awq_method) {
-    SLM_ASSIGN_OR_RETURN(awq, awq_search(*in, cal, opt.type));
+    SLM_ASSIGN_OR_RETURN(awq, awq_search(*in, cal, f));
   }
   return rewrite_gguf(*in, out_path, set_keys, with_sequential(seq, cal, one), cb);
 }

@@ -63,7 +63,4 @@ Result<Calibration> calibrate_sequential(const io::GgufFile& in, const std::stri
 // For rewrite_gguf: the tensors in seq as they were rewritten, the others through one.
 TensorRewrite with_sequential(Sequential& seq, const Calibration& cal, const WeightRewrite& one);
 
-// x (n) through type t's blocks and back (round to nearest, ggml's rounding).
-void rtn_roundtrip(DType t, const float* x, float* y, int64_t n);
-
 }  // namespace slm::compress

@@ -157,7 +157,7 @@ TEST(Obs, GptqBeatsRtnAndWritesItsOwnValues) {
       ObsOptions o;
       o.act_order = act_order;
       o.block = 64;
-      auto q = gptq(w, L.rows, L.cols, L.h, t, o);
+      auto q = gptq(w, L.rows, L.cols, L.h, QuantFormat{t}, o);
       ASSERT_TRUE(q.ok()) << q.status().to_string();
       const double e = output_error(L.w, w, L.rows, L.cols, L.h);
       // Q5_0 gains less here (0.83 x RTN without act-order): its finer rounding
@@ -180,7 +180,7 @@ TEST(Obs, GptqWithoutCorrelationIsRoundToNearest) {
   std::vector<double> h(32 * 32, 0.0);
   for (int j = 0; j < 32; ++j) h[j * 32 + j] = 1;
   std::vector<float> w = x;
-  auto q = gptq(w, 1, 32, h, DType::kQ4_0, ObsOptions{});
+  auto q = gptq(w, 1, 32, h, QuantFormat{DType::kQ4_0}, ObsOptions{});
   ASSERT_TRUE(q.ok());
   const auto& b = *reinterpret_cast<const kernels::BlockQ4_0*>(q->data());
   EXPECT_EQ(b.d, 0x3400);
@@ -199,7 +199,7 @@ TEST(Obs, GptqQ5_0WithoutCorrelationMatchesGgml) {
   std::vector<double> h(32 * 32, 0.0);
   for (int j = 0; j < 32; ++j) h[j * 32 + j] = 1;
   std::vector<float> w = x;
-  auto q = gptq(w, 1, 32, h, DType::kQ5_0, ObsOptions{});
+  auto q = gptq(w, 1, 32, h, QuantFormat{DType::kQ5_0}, ObsOptions{});
   ASSERT_TRUE(q.ok());
   kernels::BlockQ5_0 ref{};
   kernels::quantize_row_q5_0_ref(x.data(), &ref, 32);
@@ -211,11 +211,14 @@ TEST(Obs, GptqQ5_0WithoutCorrelationMatchesGgml) {
 TEST(Obs, BadShapesAndTypes) {
   std::vector<float> w(64);
   std::vector<double> h(32 * 32, 0.0);
-  EXPECT_FALSE(gptq(w, 2, 32, h, DType::kQ4_1, ObsOptions{}).ok());  // asymmetric: not yet
-  EXPECT_FALSE(gptq(w, 1, 64, h, DType::kQ4_0, ObsOptions{}).ok());  // H is 32 x 32
+  std::vector<float> w256(256);
+  std::vector<double> h256(256 * 256, 0.0);
+  for (int j = 0; j < 256; ++j) h256[j * 256 + j] = 1;
+  EXPECT_FALSE(gptq(w256, 1, 256, h256, QuantFormat{DType::kQ4_K}, ObsOptions{}).ok());  // no groups
+  EXPECT_FALSE(gptq(w, 1, 64, h, QuantFormat{DType::kQ4_0}, ObsOptions{}).ok());  // H is 32 x 32
   std::vector<float> w30(30);
   std::vector<double> h30(30 * 30, 1.0);
-  EXPECT_FALSE(gptq(w30, 1, 30, h30, DType::kQ8_0, ObsOptions{}).ok());  // not whole blocks
+  EXPECT_FALSE(gptq(w30, 1, 30, h30, QuantFormat{DType::kQ8_0}, ObsOptions{}).ok());  // not whole blocks
 }
 
 }  // namespace

@@ -267,7 +267,7 @@ TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("gptq.gguf");
   compress::QuantizeOptions o;
-  o.type = DType::kQ4_0;
+  o.format.type = DType::kQ4_0;
   o.method = "gptq";
   o.calib = text;
   o.calib_opt.n_ctx = 128;
@@ -286,7 +286,7 @@ TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
   o.calib.clear();
   EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
   o.calib = text;
-  o.type = DType::kQ4_1;
+  o.format.type = DType::kQ4_K;  // gptq does not write the k-quants
   EXPECT_FALSE(compress::quantize_gguf(model, out, o).ok());
   EXPECT_FALSE(file_exists(out));
 }
@@ -297,7 +297,7 @@ TEST(QuantizeAwq, FoldsScalesAndBeatsRtnOnCalibration) {
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("awq.gguf");
   compress::QuantizeOptions o;
-  o.type = DType::kQ4_0;
+  o.format.type = DType::kQ4_0;
   o.method = "awq";
   o.calib = text;
   o.calib_opt.n_ctx = 128;

@@ -116,9 +116,9 @@ void expect_same_as_llama_cpp(const std::string& type) {
   const std::string src = dir + "rand-2m-f32.gguf", ref = dir + "rand-2m-" + type + ".gguf";
   const std::string out = ::testing::TempDir() + "/slm_rtn_" + type + "." + std::to_string(::getpid()) + ".gguf";
   compress::QuantizeOptions opt;
-  auto t = compress::parse_quant_type(type);
-  ASSERT_TRUE(t.ok()) << t.status().to_string();
-  opt.type = *t;
+  auto f = compress::parse_quant_format(type, -1);
+  ASSERT_TRUE(f.ok()) << f.status().to_string();
+  opt.format = *f;
   auto rep = compress::quantize_gguf(src, out, opt);
   ASSERT_TRUE(rep.ok()) << rep.status().to_string();
   auto a = io::GgufFile::open(out);
@@ -174,10 +174,10 @@ TEST(QuantizeRtn, Q5_0ByteIdenticalToLlamaCpp) {
 }
 
 TEST(QuantizeRtn, BadInput) {
-  EXPECT_FALSE(compress::parse_quant_type("Q3_X").ok());
-  EXPECT_FALSE(compress::parse_quant_type("F32").ok());
+  EXPECT_FALSE(compress::parse_quant_format("Q3_X", -1).ok());
+  EXPECT_FALSE(compress::parse_quant_format("F32", -1).ok());
   compress::QuantizeOptions opt;
-  opt.type = DType::kQ4_0;
+  opt.format.type = DType::kQ4_0;
   const std::string out = ::testing::TempDir() + "/slm_rtn_bad." + std::to_string(::getpid()) + ".gguf";
   auto r = compress::quantize_gguf("/nonexistent/model.gguf", out, opt);
   EXPECT_FALSE(r.ok());

@@ -68,12 +68,17 @@ void print_report(const slm::compress::QuantizeReport& r, const std::string& out
 }  // namespace
 
 QuantizeCommand::QuantizeCommand(CLI::App& app) {
-  sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN, AWQ to Q8_0, Q4_0, Q4_1, Q5_0; GPTQ to Q8_0, Q4_0, Q5_0)");
+  sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN, AWQ, GPTQ; imatrix for the k-quants) to GGUF "
+                                        "blocks: Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K, int4 / int8 with groups");
   CLI::App* s = sub_;
   s->add_option("model", model_, "GGUF model (F32, F16 or BF16 weights)")->required();
-  s->add_option("--type", type_, "Q8_0, Q4_0, Q4_1 or Q5_0")->required();
-  s->add_option("--method", o_.method, "rtn (round to nearest), gptq or awq (both need --calib; with rtn, --calib "
-                                       "reports each layer's output error)");
+  s->add_option("--type", type_, "Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K, Q6_K; int8 (symmetric, in Q8_0 blocks) or int4 "
+                                 "(asymmetric, in Q4_1 blocks) with one scale per --group")->required();
+  s->add_option("--group", group_, "int4 / int8: columns per scale, a multiple of 32 (default 0: the whole row)")
+      ->check(CLI::NonNegativeNumber);
+  s->add_option("--method", o_.method, "rtn (round to nearest), imatrix (k-quants: error weighted by the calibration "
+                                       "activations' mean squares), gptq or awq (all three need --calib; with rtn, "
+                                       "--calib reports each layer's output error)");
   s->add_option("--out", out_, "Output .gguf (written atomically)")->required();
   add_calib_options(s, o_.calib, o_.calib_opt, threads_);
   s->add_option("--damp", o_.obs.damp, "gptq: damping, a fraction of the Hessian's mean diagonal (default 0.01)")
@@ -83,10 +88,10 @@ QuantizeCommand::QuantizeCommand(CLI::App& app) {
 }
 
 int QuantizeCommand::run() {
-  auto t = slm::compress::parse_quant_type(type_);
-  if (!t.ok()) return fail(t.status());
+  auto f = slm::compress::parse_quant_format(type_, group_);
+  if (!f.ok()) return fail(f.status());
   if (threads_ > 0) omp_set_num_threads(threads_);
-  o_.type = *t;
+  o_.format = *f;
   Bars bars;
   o_.calib_cb = bars.calib_cb();
   auto r = slm::compress::quantize_gguf(model_, out_, o_, bars.tensor_cb("quantize"));

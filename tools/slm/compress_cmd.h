@@ -18,6 +18,7 @@ class QuantizeCommand {
  private:
   CLI::App* sub_;
   std::string model_, type_, out_;
+  int64_t group_ = -1;  // not given
   int threads_ = 0;
   slm::compress::QuantizeOptions o_;
 };

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "slm/compress/calibrate.h"
+#include "slm/compress/format.h"
 #include "slm/core/dtype.h"
 #include "slm/core/status.h"
 #include "slm/io/gguf.h"
@@ -26,8 +27,8 @@ struct AwqSite {
   double alpha = 0;
 };
 
-// By site ("blk.L.attn_in", ...). Sites whose weights the blocks of type do not
+// By site ("blk.L.attn_in", ...). Sites whose weights the blocks of f do not
 // divide are left out. Only RMSNorm models without (1 + w) norms (Llama family).
-Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const Calibration& cal, DType type);
+Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const Calibration& cal, const QuantFormat& f);
 
 }  // namespace slm::compress

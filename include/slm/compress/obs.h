@@ -8,12 +8,14 @@
 //   prunes column by column and updates the columns not yet visited to
 //   compensate (Optimal Brain Surgeon with the Cholesky factor of H^-1);
 //   mask chosen per block of 128 columns by w^2 / [H^-1]_jj^2.
-// - gptq: GPTQ (Frantar et al. 2022, arXiv:2210.17323) into GGUF's
-//   symmetric Q4_0, Q5_0 or Q8_0 blocks: the same sweep, quantizing each column instead, with lazy
-//   block updates, damping and optional act-order. Each block's scale is
-//   fixed from the (updated) weights when the sweep reaches its block of 128
-//   columns, as the reference implementation does; with act-order, from the
-//   original weights (static groups), since GGUF blocks are contiguous.
+// - gptq: GPTQ (Frantar et al. 2022, arXiv:2210.17323) into the formats of
+//   format.h with groups (Q4_0, Q4_1, Q5_0, Q8_0, int4 and int8 with group
+//   size G): the same sweep, quantizing each column instead, with lazy
+//   block updates, damping and optional act-order. Each group's parameters
+//   are fixed from the (updated) weights when the sweep reaches it (the GGUF
+//   types: their blocks of 32 when it reaches their block of 128 columns);
+//   with act-order, from the original weights (static groups), since GGUF
+//   blocks are contiguous.
 //
 // Matrices are row-major: W (rows, cols) as a linear layer stores it (one row
 // per output), H (cols, cols) in double. Thread safety: pure functions.
@@ -22,6 +24,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "slm/compress/format.h"
 #include "slm/core/dtype.h"
 #include "slm/core/status.h"
 
@@ -52,10 +55,10 @@ struct ObsOptions {
 Result<std::vector<uint8_t>> sparsegpt(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
                                        double sparsity, int n_of, int m, const ObsOptions& opt);
 
-// GPTQ of w into rows * row_bytes(type, cols) bytes of GGUF blocks (Q4_0,
-// Q5_0 or Q8_0; cols a multiple of 32). w is left holding the dequantized result.
+// GPTQ of w into rows * row_bytes(f.type, cols) bytes of f's GGUF blocks
+// (cols a multiple of 32; not the k-quants). w is left holding the dequantized result.
 Result<std::vector<uint8_t>> gptq(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h,
-                                  DType type, const ObsOptions& opt);
+                                  const QuantFormat& f, const ObsOptions& opt);
 
 // The layer's output error on the calibration inputs relative to its
 // output: tr(D H D^T) / tr(W H W^T), D = w - w_hat.

@@ -1,14 +1,19 @@
-// Post-training quantization of a GGUF model into GGUF block types.
+// Post-training quantization of a GGUF model into the formats of format.h
+// (GGUF block types, and int4 / int8 with group size G stored in GGUF blocks).
 //
-// GPTQ (obs.h) for the blocks' matrix products, from Hessians of a
-// calibration text (calibrate.h); the other 2-D tensors (embeddings, output)
-// round to nearest. AWQ (awq.h) scales before rounding to nearest. RTN (round to nearest) with ggml's reference rounding, so that the blocks
-// are byte-identical to llama-quantize's. Type choice per tensor, as
-// llama-quantize --pure does it for the legacy types (and as the reference
-// files in ../shared/data/models/quant-ref were made): every 2-D weight whose
-// row length is a multiple of the block size gets the target type, token
-// embedding and output projection included; 1-D tensors (norms, biases) keep
-// their type (F32). All metadata is copied; general.file_type and
+// Methods: rtn (round to nearest; ggml's reference rounding for Q8_0, Q4_0,
+// Q4_1, Q5_0, so that the blocks are byte-identical to llama-quantize's;
+// the k-quants' scale search of kquant.h); imatrix (the k-quants' search
+// weighted by each input channel's mean square on a calibration text,
+// llama.cpp's importance matrix); gptq (obs.h) for the blocks' matrix
+// products, from Hessians of a calibration text (calibrate.h), the other
+// 2-D tensors (embeddings, output) round to nearest; awq (awq.h) scales
+// before rounding to nearest. Type choice per tensor, as llama-quantize
+// --pure does it (and as the reference files in
+// ../shared/data/models/quant-ref were made): every 2-D weight whose row
+// length is a multiple of the block size gets the target type, token
+// embedding and output projection included; 1-D tensors (norms, biases)
+// keep their type (F32). All metadata is copied; general.file_type and
 // general.quantization_version are set for the new type. Keys and tensors are
 // written in llama-quantize's order (tensors outside the blocks, then block by
 // block, by name), so the files equal its output byte for byte. The output is
@@ -23,6 +28,7 @@
 #include <vector>
 
 #include "slm/compress/calibrate.h"
+#include "slm/compress/format.h"
 #include "slm/compress/obs.h"
 #include "slm/core/dtype.h"
 #include "slm/core/status.h"
@@ -30,9 +36,9 @@
 namespace slm::compress {
 
 struct QuantizeOptions {
-  DType type = DType::kQ8_0;  // Q8_0, Q4_0, Q4_1, Q5_0 (gptq: Q8_0, Q4_0, Q5_0)
-  std::string method = "rtn"; // rtn, gptq (block weights from calibration; the rest rtn) or awq (awq.h)
-  std::string calib;          // gptq, awq: calibration text (rtn: for the error report)
+  QuantFormat format;          // format.h (gptq: not the k-quants; imatrix: only the k-quants)
+  std::string method = "rtn"; // rtn, imatrix, gptq (block weights from calibration; the rest rtn) or awq (awq.h)
+  std::string calib;          // imatrix, gptq, awq: calibration text (rtn: for the error report)
   CalibrationOptions calib_opt;
   CalibrationCallback calib_cb;
   ObsOptions obs;
@@ -59,8 +65,6 @@ struct QuantizeReport {
   uint64_t bytes_in = 0, bytes_out = 0;  // tensor data
 };
 
-// Parses "Q4_0", "q4_0", ... into a type quantize() can write.
-Result<DType> parse_quant_type(const std::string& name);
 // llama.cpp's general.file_type (LLAMA_FTYPE_MOSTLY_*) for a target type.
 uint32_t llama_file_type(DType t);
 
