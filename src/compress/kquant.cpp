@@ -145,10 +145,16 @@ struct SuperK4 {
 SuperK4 fit_k4(const float* x, int nmax, const float* imp) {
   SuperK4 b;
   float weights[32], scales[8], mins[8], max_scale = 0, max_min = 0;
+  // With importance the search weighs imp * sqrt(sigma2 + x^2), sigma2 twice
+  // the block's mean square (llama.cpp's quantize_row_q4_K_impl); the
+  // final step weighs imp alone, the error the importance defines.
+  float sigma2 = 0;
+  for (int i = 0; i < kQK; ++i) sigma2 += x[i] * x[i];
+  sigma2 *= 2.f / kQK;
   for (int j = 0; j < 8; ++j) {
     const float* xj = x + 32 * j;
     if (imp != nullptr) {
-      std::copy(imp + 32 * j, imp + 32 * j + 32, weights);
+      for (int l = 0; l < 32; ++l) weights[l] = imp[32 * j + l] * std::sqrt(sigma2 + xj[l] * xj[l]);
     } else {
       float sum_x2 = 0;
       for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];

@@ -228,6 +228,15 @@ TEST(QuantizeCli, WritesFileInfoShowsTypes) {
   EXPECT_NE(test::run_command(test::slm_binary() + " quantize " + src + " --type Q4_0 --method gptq --out " + out +
                                   " 2>&1", &err), 0);
   EXPECT_NE(err.find("gptq"), std::string::npos) << err;
+  for (const auto& [flags, want] : {std::pair{"--type Q4_K --method imatrix", "calibration text"},
+                                    std::pair{"--type int4 --group 48", "multiple of 32"},
+                                    std::pair{"--type Q4_K --group 64", "only int4 and int8"},
+                                    std::pair{"--type Q4_0 --method imatrix --calib /dev/null", "k-quants"},
+                                    std::pair{"--type Q4_K --method gptq --calib /dev/null", "not Q4_K"}}) {
+    err.clear();
+    EXPECT_NE(test::run_command(test::slm_binary() + " quantize " + src + " " + flags + " --out " + out + " 2>&1", &err), 0);
+    EXPECT_NE(err.find(want), std::string::npos) << flags << ": " << err;
+  }
   EXPECT_FALSE(file_exists(out));
 }
 
