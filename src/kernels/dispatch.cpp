@@ -62,9 +62,9 @@ KernelSet make_set(Isa isa) {
       ks.weights[static_cast<int>(DType::kF16)].dot_tile = dot_tile_f16_avx512;
       ks.quantize_act[static_cast<int>(ActType::kQ8x64)] = quantize_act_q8x64_avx512;
       for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ5_0}) ks.weights[static_cast<int>(t)].act_type = ActType::kQ8x64;
-      ks.weights[static_cast<int>(DType::kQ8_0)].dot_tile = dot_tile_q8_0_avx512;
-      ks.weights[static_cast<int>(DType::kQ4_0)].dot_tile = dot_tile_q4_0_avx512;
-      ks.weights[static_cast<int>(DType::kQ5_0)].dot_tile = dot_tile_q5_0_avx512;
+      ks.weights[static_cast<int>(DType::kQ8_0)].panel = &kPanelQ8_0Avx512;
+      ks.weights[static_cast<int>(DType::kQ4_0)].panel = &kPanelQ4_0Avx512;
+      ks.weights[static_cast<int>(DType::kQ5_0)].panel = &kPanelQ5_0Avx512;
       break;
   }
   // k-quants (quant_k.h): scalar references unless an ISA has its own below.

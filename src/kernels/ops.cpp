@@ -13,8 +13,61 @@
 namespace slm::kernels {
 
 namespace {
+
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+
+// Row panels (dispatch.h): a panel of kPanelRows rows at a time per thread,
+// unpacked kPanelChunk blocks at a time into a scratch that stays in L1, then
+// dotted with every token; later chunks add to the outputs.
+constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2;  // chunks start at even blocks (ActQ8x64 pairs)
+
+// GCC drops a loop of __builtin_prefetch as if it did nothing; asm keeps it.
+inline void prefetch(const uint8_t* p) {
+#if defined(__x86_64__)
+  asm volatile("prefetcht1 %0" : : "m"(*p));
+#else
+  __builtin_prefetch(p);
+#endif
 }
+
+void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* act, int64_t act_stride,
+                   int64_t n_tok, float* y) {
+  const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
+  const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
+  const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows;
+  const int64_t block_bytes = wb / nb;
+  // The 16 rows are 16 streams through memory, more than the hardware
+  // prefetchers follow: each chunk asks for the next one's cache lines first.
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const int64_t n_chunks = (nb + kPanelChunk - 1) / kPanelChunk;
+  // Chunk c of the whole matrix (panel c / n_chunks): its cache lines.
+  auto prefetch_chunk = [&](int64_t c) {
+    const int64_t p = c / n_chunks, b0 = c % n_chunks * kPanelChunk;
+    if (p >= n_panels) return;
+    const int64_t r0 = p * kPanelRows, r1 = std::min(rows, r0 + kPanelRows);
+    const int64_t lo = b0 * block_bytes, hi = std::min(nb, b0 + kPanelChunk) * block_bytes;
+    for (const uint8_t* row = base + r0 * wb; row < base + r1 * wb; row += wb)
+      for (int64_t o = lo; o < hi; o += 64) prefetch(row + o);
+  };
+#pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
+  {
+    alignas(64) uint8_t scratch[kPanelChunk * kPanelBlockBytes];
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < n_panels; ++p) {
+      const int64_t r0 = p * kPanelRows;
+      const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
+      for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk) {
+        const int64_t n = std::min(kPanelChunk, nb - b0);
+        prefetch_chunk(p * n_chunks + b0 / kPanelChunk + kPrefetchChunks);
+        pk.pack(base + r0 * wb, wb, nw, b0, n, scratch);
+        pk.dot(n, scratch, nw, act + b0 / 2 * static_cast<int64_t>(sizeof(ActQ8x64)), act_stride, n_tok, y + r0, rows,
+               b0 > 0);
+      }
+    }
+  }
+}
+
+}  // namespace
 
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t rows = w.rows(), cols = w.cols();
@@ -33,6 +86,10 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   // pay off past some work: a tiny matmul would wait on barriers.
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const uint8_t* a = act.get();
+  if (k.panel != nullptr && n_tok > 1) {
+    matmul_panels(*k.panel, w, a, ab, n_tok, y);
+    return;
+  }
   if (k.dot_tile == nullptr || n_tok == 1) {
 #pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
     for (int64_t r = 0; r < rows; ++r)

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 
+#include "slm/kernels/dispatch.h"
+
 namespace slm::kernels {
 
 #define SLM_DECLARE_ISA_KERNELS(isa)                                         \
@@ -34,10 +36,6 @@ void dot_tile_f32_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, co
                         int n_act, float* out);
 void dot_tile_f16_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                         int n_act, float* out);
-void dot_tile_q8_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
-                        int n_act, float* out);
-void dot_tile_q4_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
-                        int n_act, float* out);
 void dot_tile_f32_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                        int n_act, float* out);
 void dot_tile_f16_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
@@ -49,8 +47,9 @@ void dot_tile_q4_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, con
 void dot_tile_q5_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                         int n_act, float* out);
 void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n);
-void dot_tile_q5_0_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
-                        int n_act, float* out);
+
+// Row panels (dispatch.h), panel_avx512.cpp.
+extern const PanelKernels kPanelQ4_0Avx512, kPanelQ8_0Avx512, kPanelQ5_0Avx512;
 
 #undef SLM_DECLARE_ISA_KERNELS
 

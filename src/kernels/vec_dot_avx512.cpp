@@ -139,63 +139,39 @@ __m512 pair_scales(uint16_t h0, uint16_t h1) {
                                _mm512_castps128_ps512(d));
 }
 
-// W weight rows x A activation rows (ActQ8x64), two blocks per 512-bit step:
-// each weight pair is unpacked once for all A rows, each activation record
-// loaded once for all W rows. A 1x1 tile keeps two accumulators so
-// consecutive steps do not wait on each other.
-template <typename L, int W, int A>
-void dot_tile_q(int64_t n, const void* w, int64_t w_stride, const void* act, int64_t act_stride, float* out) {
-  const auto* wbase = static_cast<const uint8_t*>(w);
-  const auto* abase = static_cast<const uint8_t*>(act);
+// One weight row against one activation row (ActQ8x64), two blocks per
+// 512-bit step, alternating between two accumulators so consecutive steps do
+// not wait on each other. (Several tokens at once go through row panels,
+// panel_avx512.cpp.)
+template <typename L>
+float dot_pairs(int64_t n, const void* w, const void* act) {
+  const auto* x = static_cast<const typename L::Block*>(w);
+  const auto* y = static_cast<const ActQ8x64*>(act);
   const int64_t nb = n / 32;
-  constexpr int kAcc = W * A == 1 ? 2 : 1;
-  __m512 acc[W][A][kAcc];
-  for (int i = 0; i < W; ++i)
-    for (int j = 0; j < A; ++j)
-      for (int k = 0; k < kAcc; ++k) acc[i][j][k] = _mm512_setzero_ps();
+  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   // An odd last block pairs with a zero block: its record's second half is
   // empty and a zero block's scale is 0.
   typename L::Block zero;
   std::memset(&zero, 0, sizeof zero);
-  // One step: blocks b and b+1 (or b and zero) into accumulator slot k (a
-  // constant after inlining, so the accumulators stay in registers).
   auto step = [&](int64_t b, bool last_odd, int k) __attribute__((always_inline)) {
-    __m512i s[W], neg_off[W];
-    __m512 dx[W];
-    for (int i = 0; i < W; ++i) {
-      const auto* x = reinterpret_cast<const typename L::Block*>(wbase + i * w_stride) + b;
-      const auto& x1 = last_odd ? zero : x[1];
-      s[i] = L::s8_pair(x[0], x1);
-      // -128 * (sum of the weights in each int32 lane): undoes the +128 of the activations.
-      neg_off[i] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), s[i]));
-      dx[i] = pair_scales(x[0].d, x1.d);
-    }
-    for (int j = 0; j < A; ++j) {
-      const auto* y = reinterpret_cast<const ActQ8x64*>(abase + j * act_stride) + b / 2;
-      const __m512i qa = _mm512_loadu_si512(y->qs);
-      const __m512 dy = _mm512_loadu_ps(y->d);
-      for (int i = 0; i < W; ++i) {
-        const __m512i d = _mm512_dpbusd_epi32(neg_off[i], qa, s[i]);
-        acc[i][j][k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dx[i], dy), acc[i][j][k]);
-      }
-    }
+    const auto& x1 = last_odd ? zero : x[b + 1];
+    const __m512i s = L::s8_pair(x[b], x1);
+    // -128 * (sum of the weights in each int32 lane): undoes the +128 of the activations.
+    const __m512i neg_off =
+        _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), s));
+    const ActQ8x64& r = y[b / 2];
+    const __m512i d = _mm512_dpbusd_epi32(neg_off, _mm512_loadu_si512(r.qs), s);
+    acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(pair_scales(x[b].d, x1.d), _mm512_loadu_ps(r.d)),
+                             acc[k]);
   };
   int64_t b = 0;
-  if (kAcc == 2) {
-    for (; b + 4 <= nb; b += 4) {
-      step(b, false, 0);
-      step(b + 2, false, kAcc - 1);
-    }
+  for (; b + 4 <= nb; b += 4) {
+    step(b, false, 0);
+    step(b + 2, false, 1);
   }
   for (; b + 2 <= nb; b += 2) step(b, false, 0);
   if (b < nb) step(b, true, 0);
-  for (int i = 0; i < W; ++i)
-    for (int j = 0; j < A; ++j) {
-      __m512 a = acc[i][j][0];
-      if (kAcc == 2) a = _mm512_add_ps(a, acc[i][j][kAcc - 1]);
-      out[i * A + j] = _mm512_reduce_add_ps(a);
-    }
+  return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
 }
 
 // Instantiates the tile kernel for every shape up to kTileW x kTileA.
@@ -221,15 +197,6 @@ struct TileArgs {
   const void* act;
   int64_t act_stride;
   float* out;
-};
-
-template <typename L>
-struct QTile {
-  template <int W, int A>
-  struct K {
-    using Args = TileArgs;
-    static void run(const TileArgs& t) { dot_tile_q<L, W, A>(t.n, t.w, t.w_stride, t.act, t.act_stride, t.out); }
-  };
 };
 
 // The same for float activations against F32 / F16 weights (16 lanes per step).
@@ -287,21 +254,14 @@ struct FTile {
   }
 SLM_DEFINE_TILE(f32, FTile<LoadF32>)
 SLM_DEFINE_TILE(f16, FTile<LoadF16>)
-SLM_DEFINE_TILE(q8_0, QTile<LoadQ8_0>)
-SLM_DEFINE_TILE(q4_0, QTile<LoadQ4_0>)
-SLM_DEFINE_TILE(q5_0, QTile<LoadQ5_0>)
 #undef SLM_DEFINE_TILE
 
 float vec_dot_q8_0_avx512(int64_t n, const void* w, const void* act) {
-  float out;
-  dot_tile_q<LoadQ8_0, 1, 1>(n, w, 0, act, 0, &out);
-  return out;
+  return dot_pairs<LoadQ8_0>(n, w, act);
 }
 
 float vec_dot_q4_0_avx512(int64_t n, const void* w, const void* act) {
-  float out;
-  dot_tile_q<LoadQ4_0, 1, 1>(n, w, 0, act, 0, &out);
-  return out;
+  return dot_pairs<LoadQ4_0>(n, w, act);
 }
 
 float vec_dot_q4_1_avx512(int64_t n, const void* w, const void* act) {
@@ -319,9 +279,7 @@ float vec_dot_q4_1_avx512(int64_t n, const void* w, const void* act) {
 }
 
 float vec_dot_q5_0_avx512(int64_t n, const void* w, const void* act) {
-  float out;
-  dot_tile_q<LoadQ5_0, 1, 1>(n, w, 0, act, 0, &out);
-  return out;
+  return dot_pairs<LoadQ5_0>(n, w, act);
 }
 
 void axpy_f32_avx512(int64_t n, float a, const void* x, float* y) {

@@ -67,10 +67,32 @@ using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 // Converts n floats to the activation format.
 using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
 
+// Row panels (AVX-512 VNNI, for Q4_0 / Q5_0 / Q8_0 against ActQ8x64, when a
+// matmul has several tokens): the weights of kPanelRows rows are unpacked into
+// a small scratch, a chunk of 32-column blocks at a time, so that one 512-bit
+// vector holds 4 consecutive weights of every row (lane = row) as signed
+// bytes; per block 8 such vectors, the rows' offset corrections and their
+// scales (kPanelBlockBytes). A dot with 4 broadcast activation bytes then
+// advances all 16 rows. The model's weights stay where they are (mapped);
+// only the scratch is written.
+constexpr int kPanelRows = 16, kPanelTokens = 8;
+constexpr int64_t kPanelBlockBytes = 8 * 64 + 64 + 64;
+struct PanelKernels {
+  // Blocks [b0, b0 + nb) of n_w <= kPanelRows rows (w_stride bytes apart) into panel (64-byte aligned).
+  void (*pack)(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel);
+  // out[j * out_stride + i] = (or += when accumulate) dot over the panel's nb
+  // blocks of row i < n_w with activation row j < n_act (ActQ8x64 rows,
+  // act_stride bytes apart, pointing at the record of the panel's first block,
+  // which must be even).
+  void (*dot)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
+              float* out, int64_t out_stride, bool accumulate);
+};
+
 struct WeightKernels {
   ActType act_type = ActType::kF32;
   VecDotFn vec_dot = nullptr;    // null: the type has no kernel (callers refuse it by name)
   DotTileFn dot_tile = nullptr;  // null: callers loop over vec_dot
+  const PanelKernels* panel = nullptr;  // when set, matmuls of several tokens use it rather than dot_tile
 };
 
 struct KernelSet {

@@ -1,0 +1,189 @@
+// Row panels for AVX-512 VNNI (dispatch.h, PanelKernels): kPanelRows weight
+// rows unpacked, a chunk of 32-column blocks at a time, so that one 512-bit
+// vector holds four consecutive weights of each of the 16 rows (lane i = row
+// i). A VNNI dot against four activation bytes broadcast to every lane then
+// advances all 16 rows at once: the sums stay in their rows' lanes (no
+// horizontal adds) and each block's 16 weight scales are one vector, so a
+// block costs 8 dots and 3 float ops per activation row. Activations come as
+// ActQ8x64 (unsigned a + 128, the lone dot products' format); the weights are
+// stored signed, and each row's 128 * sum(w) per block undoes the offset.
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "simd.h"
+#include "slm/kernels/dispatch.h"
+#include "slm/kernels/quant.h"
+
+namespace slm::kernels {
+
+namespace {
+
+// Rows i and i + 4, i + 8, i + 12 of a block group: 16 bytes each at ptr[r] + off.
+inline __attribute__((always_inline)) __m512i rows4(const uint8_t* const* ptr, int i, int64_t off) {
+  auto ld = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(ptr[r] + off)); };
+  const __m512i v = _mm512_castsi128_si512(ld(i));
+  return _mm512_inserti32x4(_mm512_inserti32x4(_mm512_inserti32x4(v, ld(i + 4), 1), ld(i + 8), 2), ld(i + 12), 3);
+}
+
+// 16 rows x 16 bytes at ptr[r] + off -> t[c], whose lane i holds bytes 4c..4c+3 of row i.
+inline __attribute__((always_inline)) void transpose16x4(const uint8_t* const* ptr, int64_t off, __m512i t[4]) {
+  const __m512i r0 = rows4(ptr, 0, off), r1 = rows4(ptr, 1, off), r2 = rows4(ptr, 2, off), r3 = rows4(ptr, 3, off);
+  // Within each 128-bit lane L (rows 4L..4L+3): a 4x4 transpose of dwords.
+  const __m512i t0 = _mm512_unpacklo_epi32(r0, r1), t1 = _mm512_unpackhi_epi32(r0, r1);
+  const __m512i t2 = _mm512_unpacklo_epi32(r2, r3), t3 = _mm512_unpackhi_epi32(r2, r3);
+  t[0] = _mm512_unpacklo_epi64(t0, t2);
+  t[1] = _mm512_unpackhi_epi64(t0, t2);
+  t[2] = _mm512_unpacklo_epi64(t1, t3);
+  t[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// The 16 rows' fp16 scales at ptr[r] + off as floats, zero past n_w rows.
+__m512 gather_scales(const uint8_t* base, __m512i row_off, int n_w) {
+  const __m512i h = _mm512_i32gather_epi32(row_off, base, 1);
+  const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
+  return _mm512_maskz_mov_ps(m, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+}
+
+// Row pointers and their offsets from row 0 (rows past n_w repeat row 0:
+// they are read but their scales are zero).
+struct Rows {
+  const uint8_t* ptr[kPanelRows];
+  __m512i off;
+  Rows(const void* w, int64_t w_stride, int n_w) {
+    alignas(64) int32_t o[kPanelRows];
+    for (int r = 0; r < kPanelRows; ++r) {
+      o[r] = r < n_w ? static_cast<int32_t>(r * w_stride) : 0;
+      ptr[r] = static_cast<const uint8_t*>(w) + o[r];
+    }
+    off = _mm512_load_si512(o);
+  }
+};
+
+// Signed weights v[8] -> the panel block: v, then 128 * the row sums of v
+// (int32 per lane: the activations' +128 to take back), then the scales.
+void store_block(uint8_t* dst, const __m512i v[8], __m512 d) {
+  __m512i sum = _mm512_setzero_si512();
+  for (int k = 0; k < 8; ++k) {
+    _mm512_store_si512(dst + 64 * k, v[k]);
+    sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), v[k]);
+  }
+  _mm512_store_si512(dst + 512, _mm512_slli_epi32(sum, 7));
+  _mm512_store_ps(dst + 576, d);
+}
+
+// Q4_0: nibble - 8. Byte j of a block holds element j (low nibble) and j + 16 (high nibble).
+void pack_q4_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
+  const Rows rows(w, w_stride, n_w);
+  const __m512i low = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ4_0));
+    __m512i t[4], v[8];
+    transpose16x4(rows.ptr, at + 2, t);
+    for (int c = 0; c < 4; ++c) {
+      v[c] = _mm512_sub_epi8(_mm512_and_si512(t[c], low), eight);
+      v[4 + c] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi32(t[c], 4), low), eight);
+    }
+    store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
+  }
+}
+
+// Q8_0: int8 as stored.
+void pack_q8_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
+  const Rows rows(w, w_stride, n_w);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ8_0));
+    __m512i v[8];
+    transpose16x4(rows.ptr, at + 2, v);
+    transpose16x4(rows.ptr, at + 18, v + 4);
+    store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
+  }
+}
+
+// Q5_0: (nibble | fifth bit from qh, bit j for element j) - 16.
+void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
+  const Rows rows(w, w_stride, n_w);
+  const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ5_0));
+    __m512i t[4], v[8];
+    transpose16x4(rows.ptr, at + 6, t);
+    const __m512i qh = _mm512_i32gather_epi32(rows.off, rows.ptr[0] + at + 2, 1);
+    for (int c = 0; c < 8; ++c) {
+      // Bits 4c..4c+3 of qh to bit 4 of bytes 0..3: spread by a multiply, then mask.
+      const __m512i bits = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * c), _mm512_set1_epi32(0xf));
+      const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x00204081)),
+                                              _mm512_set1_epi32(0x01010101));
+      const __m512i nib = c < 4 ? _mm512_and_si512(t[c], low) : _mm512_and_si512(_mm512_srli_epi32(t[c - 4], 4), low);
+      v[c] = _mm512_sub_epi8(_mm512_or_si512(nib, _mm512_slli_epi32(spread, 4)), sixteen);
+    }
+    store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
+  }
+}
+
+// A activation rows (ActQ8x64, starting at an even block) against a packed
+// panel of nb blocks: out[j * out_stride + i] (+)= dot(row i, activation j)
+// for i < n_w.
+template <int A>
+void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
+               int64_t out_stride, bool accumulate) {
+  __m512 acc[A];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* p = panel + b * kPanelBlockBytes;
+    __m512i v[8];
+    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
+    const __m512i neg_off = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_load_si512(p + 512));
+    const __m512 dw = _mm512_load_ps(p + 576);
+    // Block b of an ActQ8x64 run: record b / 2, half h; its elements 4k..4k+3
+    // sit at byte 16h + 4k (k < 4) or 32 + 16h + 4(k - 4).
+    const int h = static_cast<int>(b & 1);
+    for (int j = 0; j < A; ++j) {
+      const auto* y = reinterpret_cast<const ActQ8x64*>(act + j * act_stride) + b / 2;
+      int32_t q[8];
+      std::memcpy(q, y->qs + 16 * h, 16);
+      std::memcpy(q + 4, y->qs + 32 + 16 * h, 16);
+      __m512i s0 = neg_off, s1 = _mm512_setzero_si512();
+      for (int k = 0; k < 8; k += 2) {  // two chains, so the dots need not wait on each other
+        s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(q[k]), v[k]);
+        s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(q[k + 1]), v[k + 1]);
+      }
+      const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+      acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(y->d[4 * h])), acc[j]);
+    }
+  }
+  const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
+  for (int j = 0; j < A; ++j) {
+    float* o = out + j * out_stride;
+    const __m512 r = accumulate ? _mm512_add_ps(acc[j], _mm512_maskz_loadu_ps(m, o)) : acc[j];
+    _mm512_mask_storeu_ps(o, m, r);
+  }
+}
+
+void dot_panel(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
+               float* out, int64_t out_stride, bool accumulate) {
+  const auto* a = static_cast<const uint8_t*>(act);
+  int64_t j = 0;
+  for (; j + kPanelTokens <= n_act; j += kPanelTokens)
+    dot_chunk<kPanelTokens>(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride, out_stride,
+                            accumulate);
+  const auto* aj = a + j * act_stride;
+  float* oj = out + j * out_stride;
+  switch (n_act - j) {
+    case 0: break;
+#define SLM_PANEL_TAIL(t) \
+  case t: dot_chunk<t>(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
+    SLM_PANEL_TAIL(1) SLM_PANEL_TAIL(2) SLM_PANEL_TAIL(3) SLM_PANEL_TAIL(4)
+    SLM_PANEL_TAIL(5) SLM_PANEL_TAIL(6) SLM_PANEL_TAIL(7)
+#undef SLM_PANEL_TAIL
+  }
+  static_assert(kPanelTokens == 8);
+}
+
+}  // namespace
+
+const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_panel};
+const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_panel};
+const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_panel};
+
+}  // namespace slm::kernels
