@@ -1,12 +1,17 @@
 #!/bin/bash
 # The README's compression table: perplexity on held-out text and file size of
-# a GGUF model quantized (RTN, GPTQ) and pruned (magnitude, Wanda, SparseGPT;
-# 50% unstructured and 2:4; 25% of the feed-forward channels, heads or layers), one markdown row each.
+# a GGUF model quantized (GGUF types with RTN, GPTQ, AWQ; Q4_K with RTN and
+# imatrix; int4 per row with RTN, GPTQ, AWQ) and pruned (magnitude, Wanda,
+# SparseGPT; 50% unstructured and 2:4; 25% of the feed-forward channels, heads
+# or layers), one markdown row each. Q4_K rows only where some matrix takes it
+# (rows of whole 256-blocks).
 # Usage: bench/compress_table.sh MODEL.gguf CALIB.txt TEST.txt CTX [QUANTIZE FLAGS, e.g. --keep token_embd output.]
-# Env: SLM (default build/slm), OUT (default /tmp/slm-compress), THREADS (default 2).
+# Env: SLM (default build/slm), OUT (default /tmp/slm-compress), THREADS (default 2),
+#      ROWS (default "gguf kquant int4 prune structured": the groups of rows to run; F32 always).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 slm=${SLM:-build/slm}; out=${OUT:-/tmp/slm-compress}; t=${THREADS:-2}
+rows=" ${ROWS:-gguf kquant int4 prune structured} "
 model=$1; calib=$2; test=$3; ctx=$4; shift 4
 mkdir -p "$out"
 f32=""
@@ -22,14 +27,32 @@ row() {  # name file log
 echo "| model | size | ppl | vs F32 | mean layer output error |"
 echo "| --- | --- | --- | --- | --- |"
 row F32 "$model" ""
-for type in Q8_0 Q5_0 Q4_0; do
-  for m in rtn gptq "gptq --act-order" awq; do
-    name="$type ${m}"; file="$out/$type-${m// /}.gguf"
-    "$slm" quantize "$model" --type $type --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1
-    row "$name" "$file" "$file.log"
+quantize() {  # name file quantize-flags...
+  local name=$1 file=$2; shift 2
+  "$slm" quantize "$model" "$@" --out "$file" -t "$t" > "$file.log" 2>&1
+  row "$name" "$file" "$file.log"
+}
+if [[ $rows == *" gguf "* ]]; then
+  for type in Q8_0 Q5_0 Q4_0; do
+    for m in rtn gptq "gptq --act-order" awq; do
+      quantize "$type $m" "$out/$type-${m// /}.gguf" --type $type --method $m --calib "$calib" "$@"
+    done
   done
-done
+fi
+if [[ $rows == *" kquant "* ]]; then
+  for m in rtn imatrix; do
+    file="$out/Q4_K-$m.gguf"
+    "$slm" quantize "$model" --type Q4_K --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1
+    if grep -q -- '-> Q4_K' "$file.log"; then row "Q4_K $m" "$file" "$file.log"; else echo "| Q4_K $m | no matrix has rows of whole 256-blocks | | | |"; fi
+  done
+fi
+if [[ $rows == *" int4 "* ]]; then
+  for m in rtn gptq "gptq --act-order" awq; do
+    quantize "int4 per row $m" "$out/int4-row-${m// /}.gguf" --type int4 --group 0 --method $m --calib "$calib" "$@"
+  done
+fi
 for pattern in "" "--pattern 2:4"; do
+  [[ $rows == *" prune "* ]] || break
   for m in magnitude wanda sparsegpt; do
     name="$m ${pattern:+2:4}"; [ -z "$pattern" ] && name="$m 50%"; file="$out/prune-$m${pattern:+-24}.gguf"
     "$slm" prune "$model" --method $m --sparsity 0.5 $pattern --calib "$calib" --out "$file" -t "$t" > "$file.log" 2>&1
@@ -37,6 +60,7 @@ for pattern in "" "--pattern 2:4"; do
   done
 done
 for m in ffn heads layers; do
+  [[ $rows == *" structured "* ]] || break
   file="$out/prune-$m-25.gguf"
   "$slm" prune "$model" --method $m --sparsity 0.25 --calib "$calib" --out "$file" -t "$t" > "$file.log" 2>&1
   row "$m -25% (structured)" "$file" ""

@@ -83,4 +83,42 @@ Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const 
   return out;
 }
 
+void awq_clip(std::vector<float>& w, int64_t rows, int64_t cols, const std::vector<double>& h, const QuantFormat& f) {
+  if (!has_groups(f)) return;
+  const int64_t gs = f.group_size(cols);
+  constexpr int kRatios = 10;  // 1 - i / 20: down to 0.55, as the reference's max_shrink 0.5 grid of 20
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t r = 0; r < rows; ++r) {
+    std::vector<float> orig, c, y;
+    for (int64_t g0 = 0; g0 < cols; g0 += gs) {
+      const int64_t len = std::min(gs, cols - g0);
+      float* x = &w[static_cast<size_t>(r * cols + g0)];
+      orig.assign(x, x + len);
+      c.resize(static_cast<size_t>(len));
+      y.resize(static_cast<size_t>(len));
+      float amax = 0;
+      for (float v : orig) amax = std::max(amax, std::fabs(v));
+      if (amax == 0) continue;
+      double best = -1;
+      float best_lim = amax;
+      for (int i = 0; i < kRatios; ++i) {
+        const float lim = amax * (1 - static_cast<float>(i) / 20);
+        for (int64_t j = 0; j < len; ++j) c[j] = std::clamp(orig[j], -lim, lim);
+        rtn_roundtrip(f, c.data(), y.data(), len);
+        double err = 0;
+        for (int64_t a = 0; a < len; ++a) {
+          const double da = static_cast<double>(orig[a]) - y[a];
+          if (da == 0) continue;
+          const double* ha = &h[static_cast<size_t>((g0 + a) * cols + g0)];
+          double s = 0;
+          for (int64_t b = 0; b < len; ++b) s += ha[b] * (static_cast<double>(orig[b]) - y[b]);
+          err += da * s;
+        }
+        if (best < 0 || err < best) best = err, best_lim = lim;
+      }
+      for (int64_t j = 0; j < len; ++j) x[j] = std::clamp(orig[j], -best_lim, best_lim);
+    }
+  }
+}
+
 }  // namespace slm::compress

@@ -230,6 +230,14 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
         if (row_s != nullptr) e /= row_s->scale[static_cast<size_t>(r)];
       }
     if (!quantize) return std::optional<NewTensor>(f32_tensor(xs));
+    if (awq_method && s != nullptr) {  // AWQ's clipping, on the inputs as the scaled weights see them (x / s)
+      std::vector<double> hs = s->xtx;
+      if (col_s != nullptr)
+        for (int64_t i = 0; i < cols; ++i)
+          for (int64_t j = 0; j < cols; ++j)
+            hs[static_cast<size_t>(i * cols + j)] /= static_cast<double>(col_s->scale[i]) * col_s->scale[j];
+      awq_clip(xs, rows, cols, hs, f);
+    }
     // imatrix: each input channel's mean square on the calibration text.
     std::vector<float> importance;
     if (imatrix && s != nullptr && s->n_tok > 0) {
