@@ -30,6 +30,7 @@ void attention(const AttentionArgs& a) {
   }
   SLM_ASSERT(a.kv_type == DType::kF32 || a.kv_type == DType::kF16);
   const KernelSet& ks = kernels();
+  if (ks.attention != nullptr && ks.attention(a)) return;
   const VecDotFn dot = ks.of(a.kv_type).vec_dot;  // K row (F32/F16) . q (F32)
   const AxpyFn axpy = a.kv_type == DType::kF16 ? ks.axpy_f16 : ks.axpy_f32;
   const auto* k = static_cast<const uint8_t*>(a.k);

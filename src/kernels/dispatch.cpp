@@ -58,6 +58,7 @@ KernelSet make_set(Isa isa) {
       break;
     case Isa::kAvx512:
       SLM_FILL_ISA(ks, avx512);
+      ks.attention = attention_avx512;
       ks.weights[static_cast<int>(DType::kF32)].dot_tile = dot_tile_f32_avx512;
       ks.weights[static_cast<int>(DType::kF16)].dot_tile = dot_tile_f16_avx512;
       ks.quantize_act[static_cast<int>(ActType::kQ8x64)] = quantize_act_q8x64_avx512;

@@ -40,11 +40,14 @@ void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* a
   // prefetchers follow: each chunk asks for the next one's cache lines first.
   const auto* base = static_cast<const uint8_t*>(w.data);
   const int64_t n_chunks = (nb + kPanelChunk - 1) / kPanelChunk;
-  // Chunk c of the whole matrix (panel c / n_chunks): its cache lines.
-  auto prefetch_chunk = [&](int64_t c) {
+  // Rows [q * kPanelRows / 4, (q + 1) * kPanelRows / 4) of chunk c of the whole
+  // matrix (panel c / n_chunks): their cache lines. A quarter at a time, so the
+  // requests do not all queue at once.
+  auto prefetch_quarter = [&](int64_t c, int q) {
     const int64_t p = c / n_chunks, b0 = c % n_chunks * kPanelChunk;
     if (p >= n_panels) return;
-    const int64_t r0 = p * kPanelRows, r1 = std::min(rows, r0 + kPanelRows);
+    const int64_t r0 = p * kPanelRows + q * (kPanelRows / 4);
+    const int64_t r1 = std::min(rows, r0 + kPanelRows / 4);
     const int64_t lo = b0 * block_bytes, hi = std::min(nb, b0 + kPanelChunk) * block_bytes;
     for (const uint8_t* row = base + r0 * wb; row < base + r1 * wb; row += wb)
       for (int64_t o = lo; o < hi; o += 64) prefetch(row + o);
@@ -58,8 +61,12 @@ void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* a
       const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
       for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk) {
         const int64_t n = std::min(kPanelChunk, nb - b0);
-        prefetch_chunk(p * n_chunks + b0 / kPanelChunk + kPrefetchChunks);
-        pk.pack(base + r0 * wb, wb, nw, b0, n, scratch);
+        const int64_t ahead = p * n_chunks + b0 / kPanelChunk + kPrefetchChunks;
+        for (int q = 0; q < 4; ++q) {  // pack a quarter of the blocks per quarter of the rows prefetched
+          prefetch_quarter(ahead, q);
+          const int64_t q0 = n * q / 4, q1 = n * (q + 1) / 4;
+          if (q1 > q0) pk.pack(base + r0 * wb, wb, nw, b0 + q0, q1 - q0, scratch + q0 * kPanelBlockBytes);
+        }
         pk.dot(n, scratch, nw, act + b0 / 2 * static_cast<int64_t>(sizeof(ActQ8x64)), act_stride, n_tok, y + r0, rows,
                b0 > 0);
       }

@@ -48,6 +48,9 @@ void dot_tile_q5_0_avx2(int64_t n, const void* w, int64_t w_stride, int n_w, con
                         int n_act, float* out);
 void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n);
 
+// Attention for head sizes that are multiples of 16 (dispatch.h KernelSet::attention).
+bool attention_avx512(const AttentionArgs& a);
+
 // Row panels (dispatch.h), panel_avx512.cpp.
 extern const PanelKernels kPanelQ4_0Avx512, kPanelQ8_0Avx512, kPanelQ5_0Avx512;
 

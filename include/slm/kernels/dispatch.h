@@ -18,6 +18,8 @@
 
 namespace slm::kernels {
 
+struct AttentionArgs;  // attention.h
+
 enum class Isa { kRef, kAvx2, kAvx512 };
 const char* isa_name(Isa isa);
 // The best ISA this CPU runs (after SLM_ISA).
@@ -102,6 +104,9 @@ struct KernelSet {
   AxpyFn axpy_f32 = nullptr, axpy_f16 = nullptr;
   void (*rmsnorm)(const float* x, const float* w, float eps, float* out, int64_t n) = nullptr;
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n) = nullptr;
+  // Attention of one query position where the ISA has a kernel for its shape
+  // (false: not handled, use the generic one).
+  bool (*attention)(const AttentionArgs& a) = nullptr;
   const WeightKernels& of(DType t) const { return weights[static_cast<int>(t)]; }
 };
 
