@@ -140,13 +140,14 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
     const int h = static_cast<int>(b & 1);
     for (int j = 0; j < A; ++j) {
       const auto* y = reinterpret_cast<const ActQ8x64*>(act + j * act_stride) + b / 2;
-      int32_t q[8];
-      std::memcpy(q, y->qs + 16 * h, 16);
-      std::memcpy(q + 4, y->qs + 32 + 16 * h, 16);
+      // Four activation bytes to every lane, straight from memory.
+      auto bcast = [&](int k) {
+        return _mm512_broadcastd_epi32(_mm_loadu_si32(y->qs + (k < 4 ? 16 * h + 4 * k : 32 + 16 * h + 4 * (k - 4))));
+      };
       __m512i s0 = neg_off, s1 = _mm512_setzero_si512();
       for (int k = 0; k < 8; k += 2) {  // two chains, so the dots need not wait on each other
-        s0 = _mm512_dpbusd_epi32(s0, _mm512_set1_epi32(q[k]), v[k]);
-        s1 = _mm512_dpbusd_epi32(s1, _mm512_set1_epi32(q[k + 1]), v[k + 1]);
+        s0 = _mm512_dpbusd_epi32(s0, bcast(k), v[k]);
+        s1 = _mm512_dpbusd_epi32(s1, bcast(k + 1), v[k + 1]);
       }
       const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
       acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(y->d[4 * h])), acc[j]);
