@@ -120,6 +120,7 @@ def main():
     ap.add_argument("--requests", type=int, default=3, help="requests per stream (default 3)")
     ap.add_argument("--max-tokens", type=int, default=64, help="tokens per request (default 64)")
     ap.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
+    ap.add_argument("--kv-type", help="server KV cache type, f32 or f16 (default: the server's, f32)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per concurrency, interleaved (default 3)")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     a = ap.parse_args()
@@ -135,6 +136,8 @@ def main():
         host, port = "127.0.0.1", free_port()
         cmd = [a.slm, "serve", a.model, "--port", str(port), "--parallel", str(max(streams)), "-t", str(a.threads),
                "--ctx", str(max(256, a.max_tokens + 64))]
+        if a.kv_type:
+            cmd += ["--kv-type", a.kv_type]
         if a.tokenizer:
             cmd += ["--tokenizer", a.tokenizer]
         server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)

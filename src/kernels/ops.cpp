@@ -35,23 +35,8 @@ void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* a
   const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows;
-  const int64_t block_bytes = wb / nb;
-  // The 16 rows are 16 streams through memory, more than the hardware
-  // prefetchers follow: each chunk asks for the next one's cache lines first.
+  const int64_t block_bytes = wb / nb, n_chunks = (nb + kPanelChunk - 1) / kPanelChunk;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  const int64_t n_chunks = (nb + kPanelChunk - 1) / kPanelChunk;
-  // Rows [q * kPanelRows / 4, (q + 1) * kPanelRows / 4) of chunk c of the whole
-  // matrix (panel c / n_chunks): their cache lines. A quarter at a time, so the
-  // requests do not all queue at once.
-  auto prefetch_quarter = [&](int64_t c, int q) {
-    const int64_t p = c / n_chunks, b0 = c % n_chunks * kPanelChunk;
-    if (p >= n_panels) return;
-    const int64_t r0 = p * kPanelRows + q * (kPanelRows / 4);
-    const int64_t r1 = std::min(rows, r0 + kPanelRows / 4);
-    const int64_t lo = b0 * block_bytes, hi = std::min(nb, b0 + kPanelChunk) * block_bytes;
-    for (const uint8_t* row = base + r0 * wb; row < base + r1 * wb; row += wb)
-      for (int64_t o = lo; o < hi; o += 64) prefetch(row + o);
-  };
 #pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
   {
     alignas(64) uint8_t scratch[kPanelChunk * kPanelBlockBytes];
@@ -59,11 +44,19 @@ void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* a
     for (int64_t p = 0; p < n_panels; ++p) {
       const int64_t r0 = p * kPanelRows;
       const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
-      for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk) {
-        const int64_t n = std::min(kPanelChunk, nb - b0);
-        const int64_t ahead = p * n_chunks + b0 / kPanelChunk + kPrefetchChunks;
-        for (int q = 0; q < 4; ++q) {  // pack a quarter of the blocks per quarter of the rows prefetched
-          prefetch_quarter(ahead, q);
+      for (int64_t ci = 0; ci < n_chunks; ++ci) {
+        const int64_t b0 = ci * kPanelChunk, n = std::min(kPanelChunk, nb - b0);
+        // The 16 rows are 16 streams through memory, more than the hardware
+        // prefetchers follow: ask for the lines of the chunk kPrefetchChunks on
+        // (in this panel or the next ones), a quarter of its rows before each
+        // quarter of this chunk is packed, so the requests do not queue at once.
+        const int64_t ahead = ci + kPrefetchChunks, pp = p + ahead / n_chunks;
+        const int64_t pb0 = ahead % n_chunks * kPanelChunk;
+        const int64_t lo = pb0 * block_bytes, hi = std::min(nb, pb0 + kPanelChunk) * block_bytes;
+        const int64_t prow0 = pp * kPanelRows, prows = pp < n_panels ? std::min<int64_t>(kPanelRows, rows - prow0) : 0;
+        for (int q = 0; q < 4; ++q) {
+          for (int64_t r = q * prows / 4; r < (q + 1) * prows / 4; ++r)
+            for (int64_t o = lo; o < hi; o += 64) prefetch(base + (prow0 + r) * wb + o);
           const int64_t q0 = n * q / 4, q1 = n * (q + 1) / 4;
           if (q1 > q0) pk.pack(base + r0 * wb, wb, nw, b0 + q0, q1 - q0, scratch + q0 * kPanelBlockBytes);
         }
