@@ -20,7 +20,7 @@ row() {  # name file log
   ppl=$("$slm" eval "$2" --ppl "$test" --ctx "$ctx" -t "$t" 2>/dev/null | tail -1 | sed 's/ppl=//')
   size=$(stat -c %s "$2")
   [ -z "$f32" ] && f32=${ppl%% *}
-  err=$( [ -n "$3" ] && sed -n 's/.*over [0-9]* block matrices: \([0-9.e+-]*\).*/\1/p' "$3" || true)
+  err=$( [ -n "$3" ] && sed -n 's/.*over [0-9]* matrices: \([0-9.e+-]*\).*/\1/p' "$3" || true)
   printf '| %s | %.2f MiB | %s | %+.2f%% | %s |\n' "$1" "$(echo "$size / 1048576" | bc -l)" "$ppl" \
     "$(echo "(${ppl%% *} / $f32 - 1) * 100" | bc -l)" "${err:--}"
 }

@@ -31,7 +31,7 @@ std::string input_site(const std::string& tensor) {
 }
 
 const InputStats* Calibration::for_weight(const std::string& tensor) const {
-  auto it = sites.find(input_site(tensor));
+  auto it = sites.find(tensor == "output.weight" ? std::string("output") : input_site(tensor));
   return it == sites.end() ? nullptr : &it->second;
 }
 
@@ -55,7 +55,7 @@ Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& token
   bool observing = true;  // off while a compressed layer computes the next one's inputs
   m.set_observer([&](int64_t layer, const char* which, const float* x, int64_t rows, int64_t n) {
     if (!observing) return;
-    InputStats& s = cal.sites[fmt::format("blk.{}.{}", layer, which)];
+    InputStats& s = cal.sites[std::string(which) == "output" ? std::string("output") : fmt::format("blk.{}.{}", layer, which)];
     if (s.n == 0) {
       s.n = n;
       s.xtx.assign(static_cast<size_t>(n * n), 0.0);
@@ -131,6 +131,20 @@ Result<Calibration> calibrate(model::Model& m, const std::vector<int32_t>& token
       observing = true;
     }
     if (cb) cb(l + 1, n_layer);
+  }
+  // The output projection's input: the final norm of the last hidden states
+  // (through the compressed layers, when compressing).
+  std::vector<float> logits;
+  for (int64_t w = 0; w < n_windows && !m.config().is_encoder(); ++w) {
+    std::vector<model::BatchToken> batch = batches[static_cast<size_t>(w)];
+    for (auto& t : batch) t.logits = true;
+    m.output(batch, hidden[static_cast<size_t>(w)].data(), &logits);
+  }
+  auto out_site = cal.sites.find("output");
+  if (out_site != cal.sites.end()) {
+    InputStats& s = out_site->second;
+    for (int64_t i = 0; i < s.n; ++i)
+      for (int64_t j = i + 1; j < s.n; ++j) s.xtx[static_cast<size_t>(i * s.n + j)] = s.xtx[static_cast<size_t>(j * s.n + i)];
   }
   return cal;
 }

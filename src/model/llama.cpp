@@ -278,6 +278,7 @@ void Model::output(const std::vector<BatchToken>& batch, const float* hidden, st
   }
   if (cfg_.final_norm) norm(output_norm_, x.data(), x.data(), static_cast<int64_t>(x.size()) / D);
   const int64_t n = static_cast<int64_t>(x.size()) / D;
+  if (observer_ && n > 0) observer_(cfg_.n_layer, "output", x.data(), n, D);
   logits->assign(static_cast<size_t>(n * cfg_.n_vocab), 0.0f);
   if (n > 0) k::matmul(w_.output, x.data(), n, logits->data());
 }

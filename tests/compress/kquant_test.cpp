@@ -201,7 +201,7 @@ TEST(KQuant, ImatrixLowersTheOutputErrorOnCalibration) {
     EXPECT_LT(p.err, p.err_rtn) << p.name;
     err += p.err, err_rtn += p.err_rtn, ++n;
   }
-  EXPECT_EQ(n, 14);  // 7 matrices in each of the 2 layers
+  EXPECT_EQ(n, 15);  // 7 matrices in each of the 2 layers, and the output
   std::printf("[ imatrix ] Q4_K mean output error %.4g (rtn %.4g)\n", err / n, err_rtn / n);
   ::unlink(out.c_str());
 }

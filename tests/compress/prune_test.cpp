@@ -45,12 +45,16 @@ TEST(Calibrate, HessianOfTheFirstLayerInput) {
   auto cal = compress::calibrate(m, *ids, (*tok)->bos(), o);
   ASSERT_TRUE(cal.ok()) << cal.status().to_string();
   const auto& c = (*src)->config();
-  EXPECT_EQ(cal->sites.size(), static_cast<size_t>(4 * c.n_layer));
+  EXPECT_EQ(cal->sites.size(), static_cast<size_t>(4 * c.n_layer + 1));  // and the output's input
   EXPECT_EQ(cal->n_tokens, 256);
   const compress::InputStats* s = cal->for_weight("blk.0.attn_k.weight");
   ASSERT_NE(s, nullptr);
   EXPECT_EQ(s, cal->for_weight("blk.0.attn_q.weight"));
-  EXPECT_EQ(cal->for_weight("output.weight"), nullptr);
+  const compress::InputStats* so = cal->for_weight("output.weight");
+  ASSERT_NE(so, nullptr);
+  EXPECT_EQ(so->n, c.n_embd);
+  EXPECT_EQ(so->n_tok, 256);
+  EXPECT_EQ(cal->for_weight("token_embd.weight"), nullptr);
   EXPECT_EQ(cal->for_weight("blk.1.ffn_down.weight")->n, c.n_ff);
   // Layer 0's attention input is RMSNorm(embedding): recompute H from it.
   const int64_t D = c.n_embd;
@@ -279,7 +283,7 @@ TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
     ++n;
     EXPECT_LT(p.err, p.err_rtn) << p.name;
   }
-  EXPECT_EQ(n, 30);  // ffn_down's rows of 172 are not whole blocks of 32: kept
+  EXPECT_EQ(n, 31);  // ffn_down's rows of 172 are not whole blocks of 32: kept; the output too
   auto src = model::ModelSource::open(out);
   EXPECT_TRUE(src.ok());
   ::unlink(out.c_str());

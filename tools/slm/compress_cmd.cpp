@@ -59,7 +59,7 @@ void print_report(const slm::compress::QuantizeReport& r, const std::string& out
     if (p.err_rtn >= 0) err_rtn += p.err_rtn, ++n_rtn;
   }
   if (n_err > 0)
-    std::printf("mean relative output error on the calibration text over %d block matrices: %.4g%s\n", n_err,
+    std::printf("mean relative output error on the calibration text over %d matrices: %.4g%s\n", n_err,
                 err / n_err, n_rtn > 0 ? fmt::format(" (rtn {:.4g})", err_rtn / n_rtn).c_str() : "");
   std::printf("total: %.2f MiB -> %.2f MiB (%.2fx); wrote %s\n", r.bytes_in / 1048576.0, r.bytes_out / 1048576.0,
               r.bytes_out > 0 ? static_cast<double>(r.bytes_in) / static_cast<double>(r.bytes_out) : 0.0, out.c_str());

@@ -28,15 +28,16 @@ struct InputStats {
 };
 
 struct Calibration {
-  // By site: "blk.L.attn_in", "blk.L.attn_output", "blk.L.ffn_in", "blk.L.ffn_down".
+  // By site: "blk.L.attn_in", "blk.L.attn_output", "blk.L.ffn_in", "blk.L.ffn_down",
+  // and "output" (the output projection's input, after the final norm).
   std::map<std::string, InputStats> sites;
   int64_t n_tokens = 0;
   // Per layer, 1 - the mean cosine similarity of its input and output
   // hidden states (ShortGPT's Block Influence, arXiv:2403.03853).
   std::vector<double> layer_influence;
   // The statistics of the input that GGUF weight `tensor` reads
-  // ("blk.3.attn_q.weight" -> "blk.3.attn_in"); nullptr for tensors outside
-  // the blocks' matrix products (embeddings, output, norms).
+  // ("blk.3.attn_q.weight" -> "blk.3.attn_in", "output.weight" -> "output");
+  // nullptr for the others (embeddings, norms).
   const InputStats* for_weight(const std::string& tensor) const;
 };
 

@@ -39,7 +39,8 @@ struct BatchToken {
 // Sees the input of a layer's matrix products before they run (calibration
 // for GPTQ, AWQ, Wanda, SparseGPT): x (n_tok, n). which names the weights that
 // read it: "attn_in" (attn_q, attn_k, attn_v), "attn_output", "ffn_in"
-// (ffn_gate, ffn_up) or "ffn_down".
+// (ffn_gate, ffn_up) or "ffn_down"; and "output" (the output projection, in
+// output(), with layer = n_layer).
 using LinearObserver = std::function<void(int64_t layer, const char* which, const float* x, int64_t n_tok, int64_t n)>;
 
 class Model {
