@@ -55,10 +55,14 @@ int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
     if (c_.top_k > 0 && static_cast<size_t>(c_.top_k) < n) {
       std::partial_sort(cand_.begin(), cand_.begin() + c_.top_k, cand_.end(), by_logit);
       n = static_cast<size_t>(c_.top_k);
-    } else {
+    } else if (c_.top_p < 1.0f || c_.min_p > 0) {
       std::sort(cand_.begin(), cand_.end(), by_logit);
+    } else {
+      // Nothing trims the distribution (the server's default): no sort, only
+      // the largest logit in front, where the softmax below expects it.
+      std::iter_swap(cand_.begin(), std::min_element(cand_.begin(), cand_.end(), by_logit));
     }
-    // Softmax over the survivors (sorted, largest first).
+    // Softmax over the survivors (largest first).
     const float mx = cand_[0].first;
     std::vector<double> p(n);
     double sum = 0;
