@@ -19,7 +19,8 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 // Row panels (dispatch.h): a panel of kPanelRows rows at a time per thread,
 // unpacked kPanelChunk blocks at a time into a scratch that stays in L1, then
 // dotted with every token; later chunks add to the outputs.
-constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2;  // chunks start at even blocks (ActQ8x64 pairs)
+// Chunks start at whole activation records (ActQ8x64: 2 blocks, ActQ8x256: 8).
+constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2;
 
 // GCC drops a loop of __builtin_prefetch as if it did nothing; asm keeps it.
 inline void prefetch(const uint8_t* p) {
@@ -30,8 +31,9 @@ inline void prefetch(const uint8_t* p) {
 #endif
 }
 
-void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* act, int64_t act_stride,
+void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* act, int64_t act_stride,
                    int64_t n_tok, float* y) {
+  const PanelKernels& pk = *k.panel;
   const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows;
@@ -60,7 +62,7 @@ void matmul_panels(const PanelKernels& pk, const TensorView& w, const uint8_t* a
           const int64_t q0 = n * q / 4, q1 = n * (q + 1) / 4;
           if (q1 > q0) pk.pack(base + r0 * wb, wb, nw, b0 + q0, q1 - q0, scratch + q0 * kPanelBlockBytes);
         }
-        pk.dot(n, scratch, nw, act + b0 / 2 * static_cast<int64_t>(sizeof(ActQ8x64)), act_stride, n_tok, y + r0, rows,
+        pk.dot(n, scratch, nw, act + act_row_bytes(k.act_type, b0 * 32), act_stride, n_tok, y + r0, rows,
                b0 > 0);
       }
     }
@@ -87,7 +89,7 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const uint8_t* a = act.get();
   if (k.panel != nullptr && n_tok > 1) {
-    matmul_panels(*k.panel, w, a, ab, n_tok, y);
+    matmul_panels(k, w, a, ab, n_tok, y);
     return;
   }
   if (k.dot_tile == nullptr || n_tok == 1) {

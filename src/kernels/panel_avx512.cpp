@@ -14,6 +14,7 @@
 #include "simd.h"
 #include "slm/kernels/dispatch.h"
 #include "slm/kernels/quant.h"
+#include "slm/kernels/quant_k.h"
 
 namespace slm::kernels {
 
@@ -121,6 +122,57 @@ void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   }
 }
 
+// Q4_K: each 32-element sub-block is a panel block, its nibbles as stored
+// (0..15, unsigned, against signed ActQ8x256 activations: no offset), then
+// the rows' d * scale and dmin * min of the sub-block as floats. Sub-blocks
+// 2i and 2i + 1 are the low and high nibbles of the same 32 bytes.
+void pack_q4_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
+  const Rows rows(w, w_stride, n_w);
+  const __mmask16 live = static_cast<__mmask16>((1u << n_w) - 1);
+  const __m512i low = _mm512_set1_epi8(0x0f);
+  int64_t super = -1, pair = -1;
+  __m512 dsc[8], dmn[8];
+  __m512i u[8];
+  for (int64_t i = 0; i < nb; ++i) {
+    const int64_t sb = b0 + i, s = sb / 8;
+    const int j = static_cast<int>(sb % 8);
+    const int64_t at = s * static_cast<int64_t>(sizeof(BlockQ4_K));
+    if (s != super) {  // d, dmin and the 12 bytes of 6-bit scales and mins: 16 bytes per row
+      __m512i t[4];
+      transpose16x4(rows.ptr, at, t);
+      const __m512 d = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(t[0])));
+      const __m512 dmin = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(t[0], 16))));
+      const __m512i m63 = _mm512_set1_epi8(63), top2 = _mm512_set1_epi8(static_cast<char>(0xc0));
+      // Byte k of these is the scale (min) of sub-block k (first pair) or k + 4.
+      const __m512i sc_lo = _mm512_and_si512(t[1], m63), mn_lo = _mm512_and_si512(t[2], m63);
+      const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(t[3], low), _mm512_srli_epi16(_mm512_and_si512(t[1], top2), 2));
+      const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(t[3], 4), low),
+                                            _mm512_srli_epi16(_mm512_and_si512(t[2], top2), 2));
+      for (int k = 0; k < 4; ++k) {
+        auto byte_k = [&](__m512i v) {
+          return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xff)));
+        };
+        dsc[k] = _mm512_mul_ps(d, byte_k(sc_lo));
+        dmn[k] = _mm512_mul_ps(dmin, byte_k(mn_lo));
+        dsc[4 + k] = _mm512_mul_ps(d, byte_k(sc_hi));
+        dmn[4 + k] = _mm512_mul_ps(dmin, byte_k(mn_hi));
+      }
+      super = s;
+      pair = -1;
+    }
+    if (j / 2 != pair) {
+      pair = j / 2;
+      transpose16x4(rows.ptr, at + 16 + 32 * pair, u);
+      transpose16x4(rows.ptr, at + 32 + 32 * pair, u + 4);
+    }
+    uint8_t* dst = panel + i * kPanelBlockBytes;
+    for (int c = 0; c < 8; ++c)
+      _mm512_store_si512(dst + 64 * c, _mm512_and_si512(j % 2 ? _mm512_srli_epi32(u[c], 4) : u[c], low));
+    _mm512_store_ps(dst + 512, dsc[j]);
+    _mm512_store_ps(dst + 576, dmn[j]);
+  }
+}
+
 // A activation rows (ActQ8x64, starting at an even block) against a packed
 // panel of nb blocks: out[j * out_stride + i] (+)= dot(row i, activation j)
 // for i < n_w.
@@ -161,19 +213,57 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
   }
 }
 
-void dot_panel(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
-               float* out, int64_t out_stride, bool accumulate) {
+// A activation rows (ActQ8x256, starting at a super-block) against a Q4_K
+// panel: per sub-block, d * scale times the integer dot minus dmin * min
+// times the activations' sum (two of ActQ8x256's 16-element sums).
+template <int A>
+void dot_chunk_k(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
+                 int64_t out_stride, bool accumulate) {
+  __m512 acc[A];
+  for (auto& a : acc) a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* p = panel + b * kPanelBlockBytes;
+    __m512i v[8];
+    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
+    const __m512 dsc = _mm512_load_ps(p + 512), dmn = _mm512_load_ps(p + 576);
+    const int j = static_cast<int>(b % 8);
+    for (int t = 0; t < A; ++t) {
+      const auto* y = reinterpret_cast<const ActQ8x256*>(act + t * act_stride) + b / 8;
+      const int8_t* q = y->qs + 32 * j;
+      auto bcast = [&](int k) { return _mm512_broadcastd_epi32(_mm_loadu_si32(q + 4 * k)); };
+      __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+      for (int k = 0; k < 8; k += 2) {
+        s0 = _mm512_dpbusd_epi32(s0, v[k], bcast(k));
+        s1 = _mm512_dpbusd_epi32(s1, v[k + 1], bcast(k + 1));
+      }
+      const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(y->d));
+      const float sum = y->d * static_cast<float>(y->bsums[2 * j] + y->bsums[2 * j + 1]);
+      acc[t] = _mm512_fnmadd_ps(dmn, _mm512_set1_ps(sum), _mm512_fmadd_ps(dsc, s, acc[t]));
+    }
+  }
+  const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
+  for (int t = 0; t < A; ++t) {
+    float* o = out + t * out_stride;
+    const __m512 r = accumulate ? _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(m, o)) : acc[t];
+    _mm512_mask_storeu_ps(o, m, r);
+  }
+}
+
+// All n_act activation rows, kPanelTokens at a time.
+template <template <int> class Chunk>
+void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
+              float* out, int64_t out_stride, bool accumulate) {
   const auto* a = static_cast<const uint8_t*>(act);
   int64_t j = 0;
   for (; j + kPanelTokens <= n_act; j += kPanelTokens)
-    dot_chunk<kPanelTokens>(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride, out_stride,
-                            accumulate);
+    Chunk<kPanelTokens>::run(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride, out_stride,
+                             accumulate);
   const auto* aj = a + j * act_stride;
   float* oj = out + j * out_stride;
   switch (n_act - j) {
     case 0: break;
 #define SLM_PANEL_TAIL(t) \
-  case t: dot_chunk<t>(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
+  case t: Chunk<t>::run(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
     SLM_PANEL_TAIL(1) SLM_PANEL_TAIL(2) SLM_PANEL_TAIL(3) SLM_PANEL_TAIL(4)
     SLM_PANEL_TAIL(5) SLM_PANEL_TAIL(6) SLM_PANEL_TAIL(7)
 #undef SLM_PANEL_TAIL
@@ -181,10 +271,26 @@ void dot_panel(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64
   static_assert(kPanelTokens == 8);
 }
 
+template <int A>
+struct ChunkQ8x64 {
+  static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
+                  int64_t out_stride, bool accumulate) {
+    dot_chunk<A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
+  }
+};
+template <int A>
+struct ChunkQ8x256 {
+  static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
+                  int64_t out_stride, bool accumulate) {
+    dot_chunk_k<A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
+  }
+};
+
 }  // namespace
 
-const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_panel};
-const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_panel};
-const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_panel};
+const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<ChunkQ8x64>};
+const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<ChunkQ8x64>};
+const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<ChunkQ8x64>};
+const PanelKernels kPanelQ4_KAvx512{pack_q4_K, dot_rows<ChunkQ8x256>};
 
 }  // namespace slm::kernels

@@ -198,51 +198,7 @@ namespace {
 // Tiles for prompt processing: W weight rows x A activation rows, each
 // weight block unpacked (quants and spread scales) once for all A rows.
 // Each row's 4 x 64 quants and 4 scale vectors stay in registers, so W <= 2.
-
-// Q4_K: sum_k dpwssd(maddubs(q_k, a_k), sc_k) * d - mins . bsums * dmin.
-template <int W, int A>
-void tile_q4_K(int64_t n, const uint8_t* w, int64_t w_stride, const uint8_t* act, int64_t act_stride, float* out,
-               int out_stride) {
-  const __m512i m4 = _mm512_set1_epi8(0x0f);
-  const __m512i idx[4] = {spread_idx(0, 16), spread_idx(2, 16), spread_idx(4, 16), spread_idx(6, 16)};
-  __m512 acc[W][A];
-  for (int i = 0; i < W; ++i)
-    for (int j = 0; j < A; ++j) acc[i][j] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < n / kQK; ++b) {
-    __m512i q[W][4], sc[W][4];
-    __m256i mins[W];  // each min twice, as words: pairs with the 16 bsums
-    float d[W], dmin[W];
-    for (int i = 0; i < W; ++i) {
-      const auto& x = reinterpret_cast<const BlockQ4_K*>(w + i * w_stride)[b];
-      uint8_t s8[8], m8[8];
-      unpack_k4(x.scales, s8, m8);
-      const __m128i m16 = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m8)));
-      mins[i] = _mm256_set_m128i(_mm_unpackhi_epi16(m16, m16), _mm_unpacklo_epi16(m16, m16));
-      const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s8))));
-      for (int k = 0; k < 4; ++k) {
-        const __m256i v = load256(x.qs + 32 * k);
-        q[i][k] = _mm512_and_si512(join(v, _mm256_srli_epi16(v, 4)), m4);
-        sc[i][k] = _mm512_permutexvar_epi16(idx[k], sc16);
-      }
-      d[i] = _cvtsh_ss(x.d);
-      dmin[i] = _cvtsh_ss(x.dmin);
-    }
-    for (int j = 0; j < A; ++j) {
-      const auto& a = reinterpret_cast<const ActQ8x256*>(act + j * act_stride)[b];
-      const __m256i bsums = load256(a.bsums);
-      for (int i = 0; i < W; ++i) {
-        __m512i sumi = _mm512_setzero_si512();
-        for (int k = 0; k < 4; ++k)
-          sumi = _mm512_dpwssd_epi32(sumi, _mm512_maddubs_epi16(q[i][k], load512(a.qs + 64 * k)), sc[i][k]);
-        acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_set1_ps(d[i] * a.d), acc[i][j]);
-        const __m512 m = _mm512_zextps256_ps512(_mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins[i])));
-        acc[i][j] = _mm512_fnmadd_ps(m, _mm512_set1_ps(dmin[i] * a.d), acc[i][j]);
-      }
-    }
-  }
-  for (int i = 0; i < W; ++i)
-    for (int j = 0; j < A; ++j) out[i * out_stride + j] = hsum(acc[i][j]);
-}
+// (Q4_K goes through row panels, panel_avx512.cpp.)
 
 // Q6_K: sum over 16 sub-blocks of sc * dot(q, a) - 32 * sc . bsums, times d.
 template <int W, int A>
@@ -303,13 +259,6 @@ void tile_by_2x4(const SubTileK fns[2][4], int64_t n, const void* w, int64_t w_s
 }
 
 }  // namespace
-
-void dot_tile_q4_K_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
-                          int n_act, float* out) {
-  static const SubTileK kFns[2][4] = {{tile_q4_K<1, 1>, tile_q4_K<1, 2>, tile_q4_K<1, 3>, tile_q4_K<1, 4>},
-                                      {tile_q4_K<2, 1>, tile_q4_K<2, 2>, tile_q4_K<2, 3>, tile_q4_K<2, 4>}};
-  tile_by_2x4(kFns, n, w, w_stride, n_w, act, act_stride, n_act, out);
-}
 
 void dot_tile_q6_K_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
                           int n_act, float* out) {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <vector>
 
 #include "random_weights.h"
 #include "slm/core/tensor.h"
@@ -57,7 +58,7 @@ void expect_matches_reference(DType t, const Problem& p, const std::vector<float
   }
 }
 
-const DType kPanelTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0};
+const DType kPanelTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K};
 
 TEST(Panel, PackAndDotMatchReference) {
   std::mt19937 rng(99);
@@ -67,19 +68,21 @@ TEST(Panel, PackAndDotMatchReference) {
     for (DType t : kPanelTypes) {
       const PanelKernels* pk = ks.of(t).panel;
       if (ks.isa != isa || pk == nullptr) continue;
-      ASSERT_EQ(ks.of(t).act_type, ActType::kQ8x64);
+      const ActType at = ks.of(t).act_type;
       ++tested;
+      // Block counts (of 32) in whole weight blocks, some with an uneven last chunk.
+      const bool k_quant = dtype_info(t).block_size == 256;
       for (int64_t rows : {1, 7, 16, 23})
-        for (int64_t nb : {1, 5, 17})
+        for (int64_t nb : k_quant ? std::vector<int64_t>{8, 24} : std::vector<int64_t>{1, 5, 17})
           for (int64_t tokens : {1, 2, 8, 9, 19}) {
             const Problem p = make_problem(t, rows, nb * 32, tokens, rng);
             const int64_t wb = static_cast<int64_t>(row_bytes(t, p.n));
             // The panels' activations: this ISA's format of the same int8 values.
-            const int64_t ab = act_row_bytes(ActType::kQ8x64, p.n);
+            const int64_t ab = act_row_bytes(at, p.n);
             std::vector<uint8_t> act(static_cast<size_t>(ab * tokens));
             for (int64_t j = 0; j < tokens; ++j)
-              ks.quantize_act[static_cast<int>(ActType::kQ8x64)](p.x.data() + j * p.n, act.data() + j * ab, p.n);
-            constexpr int64_t kChunk = 4;  // even, uneven tails: later chunks accumulate
+              ks.quantize_act[static_cast<int>(at)](p.x.data() + j * p.n, act.data() + j * ab, p.n);
+            constexpr int64_t kChunk = 8;  // whole activation records; later chunks accumulate
             std::unique_ptr<uint8_t, decltype(&std::free)> panel(
                 static_cast<uint8_t*>(std::aligned_alloc(64, kChunk * kPanelBlockBytes)), &std::free);
             std::vector<float> out(static_cast<size_t>(rows * tokens), -1.0f);
@@ -87,9 +90,12 @@ TEST(Panel, PackAndDotMatchReference) {
               const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
               for (int64_t b0 = 0; b0 < nb; b0 += kChunk) {
                 const int64_t n = std::min(kChunk, nb - b0);
-                pk->pack(p.w.data() + r0 * wb, wb, nw, b0, n, panel.get());
-                pk->dot(n, panel.get(), nw, act.data() + b0 / 2 * static_cast<int64_t>(sizeof(ActQ8x64)), ab, tokens,
-                        out.data() + r0, rows, b0 > 0);
+                // Packed in two pieces, as matmul packs a chunk a quarter at a time.
+                const int64_t half = n / 2;
+                pk->pack(p.w.data() + r0 * wb, wb, nw, b0, half, panel.get());
+                pk->pack(p.w.data() + r0 * wb, wb, nw, b0 + half, n - half, panel.get() + half * kPanelBlockBytes);
+                pk->dot(n, panel.get(), nw, act.data() + act_row_bytes(at, b0 * 32), ab, tokens, out.data() + r0, rows,
+                        b0 > 0);
               }
             }
             expect_matches_reference(t, p, out, isa_name(isa));
