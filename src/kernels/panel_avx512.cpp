@@ -9,6 +9,8 @@
 // stored signed, and each row's 128 * sum(w) per block undoes the offset.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstddef>
 #include <cstring>
 
 #include "simd.h"
@@ -173,6 +175,56 @@ void pack_q4_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   }
 }
 
+// Q6_K: each 32-element sub-block is a panel block, its 6-bit quants as
+// stored (0..63, unsigned; the -32 comes back through the activation sums),
+// then d * scale of its two 16-element halves. Sub-block j = 4h + c takes the
+// low (c < 2) or high nibbles of ql[64h + 32(c % 2) ...] and bits 2c, 2c + 1 of
+// qh[32h ...]: per half h, the qh bytes are transposed once and each ql run
+// once for its two sub-blocks.
+void pack_q6_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
+  const Rows rows(w, w_stride, n_w);
+  const __mmask16 live = static_cast<__mmask16>((1u << n_w) - 1);
+  const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(3);
+  for (int64_t s = b0 / 8; s * 8 < b0 + nb; ++s) {
+    const int64_t at = s * static_cast<int64_t>(sizeof(BlockQ6_K));
+    __m512i sc[4];  // byte k of sc[c] is the scale of 16-element group 4c + k
+    transpose16x4(rows.ptr, at + offsetof(BlockQ6_K, scales), sc);
+    const __m512i dh = _mm512_i32gather_epi32(rows.off, rows.ptr[0] + at + offsetof(BlockQ6_K, d) - 2, 1);
+    const __m512 d = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dh, 16))));
+    for (int h = 0; h < 2; ++h) {
+      const int64_t j_lo = std::max<int64_t>(8 * s + 4 * h, b0), j_hi = std::min<int64_t>(8 * s + 4 * h + 4, b0 + nb);
+      if (j_lo >= j_hi) continue;
+      __m512i qh[8];
+      transpose16x4(rows.ptr, at + offsetof(BlockQ6_K, qh) + 32 * h, qh);
+      transpose16x4(rows.ptr, at + offsetof(BlockQ6_K, qh) + 32 * h + 16, qh + 4);
+      for (int odd = 0; odd < 2; ++odd) {
+        if (!(j_lo <= 8 * s + 4 * h + odd + 2 && 8 * s + 4 * h + odd < j_hi)) continue;  // neither c = odd nor odd + 2
+        __m512i ql[8];
+        transpose16x4(rows.ptr, at + 64 * h + 32 * odd, ql);
+        transpose16x4(rows.ptr, at + 64 * h + 32 * odd + 16, ql + 4);
+        for (int c = odd; c < 4; c += 2) {
+          const int64_t sb = 8 * s + 4 * h + c;
+          if (sb < j_lo || sb >= j_hi) continue;
+          uint8_t* dst = panel + (sb - b0) * kPanelBlockBytes;
+          for (int k = 0; k < 8; ++k) {
+            const __m512i nib = _mm512_and_si512(c < 2 ? ql[k] : _mm512_srli_epi32(ql[k], 4), low);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(qh[k], 2 * c), two);
+            _mm512_store_si512(dst + 64 * k, _mm512_or_si512(nib, _mm512_slli_epi32(hi, 4)));
+          }
+          // Scales 2j and 2j + 1 (j = 4h + c): bytes 2(j % 2) and 2(j % 2) + 1 of sc[j / 2], signed.
+          const int j = 4 * h + c;
+          auto scale = [&](int byte) {
+            const __m512i v = _mm512_srai_epi32(_mm512_slli_epi32(sc[j / 2], 24 - 8 * byte), 24);
+            return _mm512_mul_ps(d, _mm512_cvtepi32_ps(v));
+          };
+          _mm512_store_ps(dst + 512, scale(2 * (j % 2)));
+          _mm512_store_ps(dst + 576, scale(2 * (j % 2) + 1));
+        }
+      }
+    }
+  }
+}
+
 // A activation rows (ActQ8x64, starting at an even block) against a packed
 // panel of nb blocks: out[j * out_stride + i] (+)= dot(row i, activation j)
 // for i < n_w.
@@ -213,10 +265,29 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
   }
 }
 
-// A activation rows (ActQ8x256, starting at a super-block) against a Q4_K
-// panel: per sub-block, d * scale times the integer dot minus dmin * min
-// times the activations' sum (two of ActQ8x256's 16-element sums).
-template <int A>
+// A activation rows (ActQ8x256, starting at a super-block) against a
+// k-quant panel: per sub-block, the integer dots of its two 16-element halves
+// (lo, hi), finished by the type's Rule with the panel block's two float
+// vectors and the activation record.
+// Q4_K: d * scale times the dot minus dmin * min times the activations' sum.
+struct RuleQ4_K {
+  static __m512 add(__m512 acc, __m512i lo, __m512i hi, const uint8_t* p, const ActQ8x256& y, int j) {
+    const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_set1_ps(y.d));
+    const float sum = y.d * static_cast<float>(y.bsums[2 * j] + y.bsums[2 * j + 1]);
+    return _mm512_fnmadd_ps(_mm512_load_ps(p + 576), _mm512_set1_ps(sum), _mm512_fmadd_ps(_mm512_load_ps(p + 512), s, acc));
+  }
+};
+// Q6_K: per half, d * scale times (the dot minus 32 times the activations' sum).
+struct RuleQ6_K {
+  static __m512 add(__m512 acc, __m512i lo, __m512i hi, const uint8_t* p, const ActQ8x256& y, int j) {
+    const __m512 slo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(32 * y.bsums[2 * j])));
+    const __m512 shi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, _mm512_set1_epi32(32 * y.bsums[2 * j + 1])));
+    const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(p + 512), slo, _mm512_mul_ps(_mm512_load_ps(p + 576), shi));
+    return _mm512_fmadd_ps(t, _mm512_set1_ps(y.d), acc);
+  }
+};
+
+template <typename Rule, int A>
 void dot_chunk_k(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
                  int64_t out_stride, bool accumulate) {
   __m512 acc[A];
@@ -225,20 +296,17 @@ void dot_chunk_k(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, 
     const uint8_t* p = panel + b * kPanelBlockBytes;
     __m512i v[8];
     for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
-    const __m512 dsc = _mm512_load_ps(p + 512), dmn = _mm512_load_ps(p + 576);
     const int j = static_cast<int>(b % 8);
     for (int t = 0; t < A; ++t) {
       const auto* y = reinterpret_cast<const ActQ8x256*>(act + t * act_stride) + b / 8;
       const int8_t* q = y->qs + 32 * j;
       auto bcast = [&](int k) { return _mm512_broadcastd_epi32(_mm_loadu_si32(q + 4 * k)); };
-      __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-      for (int k = 0; k < 8; k += 2) {
-        s0 = _mm512_dpbusd_epi32(s0, v[k], bcast(k));
-        s1 = _mm512_dpbusd_epi32(s1, v[k + 1], bcast(k + 1));
+      __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
+      for (int k = 0; k < 4; ++k) {
+        lo = _mm512_dpbusd_epi32(lo, v[k], bcast(k));
+        hi = _mm512_dpbusd_epi32(hi, v[k + 4], bcast(k + 4));
       }
-      const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), _mm512_set1_ps(y->d));
-      const float sum = y->d * static_cast<float>(y->bsums[2 * j] + y->bsums[2 * j + 1]);
-      acc[t] = _mm512_fnmadd_ps(dmn, _mm512_set1_ps(sum), _mm512_fmadd_ps(dsc, s, acc[t]));
+      acc[t] = Rule::add(acc[t], lo, hi, p, *y, j);
     }
   }
   const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
@@ -278,12 +346,15 @@ struct ChunkQ8x64 {
     dot_chunk<A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
   }
 };
-template <int A>
+template <typename Rule>
 struct ChunkQ8x256 {
-  static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
-                  int64_t out_stride, bool accumulate) {
-    dot_chunk_k<A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
-  }
+  template <int A>
+  struct K {
+    static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
+                    int64_t out_stride, bool accumulate) {
+      dot_chunk_k<Rule, A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
+    }
+  };
 };
 
 }  // namespace
@@ -291,6 +362,7 @@ struct ChunkQ8x256 {
 const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<ChunkQ8x64>};
 const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<ChunkQ8x64>};
 const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<ChunkQ8x64>};
-const PanelKernels kPanelQ4_KAvx512{pack_q4_K, dot_rows<ChunkQ8x256>};
+const PanelKernels kPanelQ4_KAvx512{pack_q4_K, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
+const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<ChunkQ8x256<RuleQ6_K>::K>};
 
 }  // namespace slm::kernels

@@ -21,8 +21,4 @@ float vec_dot_q4_K_avx512(int64_t n, const void* w, const void* act);
 float vec_dot_q5_K_avx512(int64_t n, const void* w, const void* act);
 float vec_dot_q6_K_avx512(int64_t n, const void* w, const void* act);
 
-// Tiles (dispatch.h DotTileFn) for prompt processing.
-void dot_tile_q6_K_avx512(int64_t n, const void* w, int64_t w_stride, int n_w, const void* act, int64_t act_stride,
-                          int n_act, float* out);
-
 }  // namespace slm::kernels

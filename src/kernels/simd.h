@@ -52,7 +52,8 @@ void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n);
 bool attention_avx512(const AttentionArgs& a);
 
 // Row panels (dispatch.h), panel_avx512.cpp.
-extern const PanelKernels kPanelQ4_0Avx512, kPanelQ8_0Avx512, kPanelQ5_0Avx512, kPanelQ4_KAvx512;
+extern const PanelKernels kPanelQ4_0Avx512, kPanelQ8_0Avx512, kPanelQ5_0Avx512, kPanelQ4_KAvx512,
+    kPanelQ6_KAvx512;
 
 #undef SLM_DECLARE_ISA_KERNELS
 
