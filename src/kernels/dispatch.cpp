@@ -88,6 +88,7 @@ KernelSet make_set(Isa isa) {
     ks.weights[static_cast<int>(DType::kQ5_K)].vec_dot = vec_dot_q5_K_avx512;
     ks.weights[static_cast<int>(DType::kQ6_K)].vec_dot = vec_dot_q6_K_avx512;
     ks.weights[static_cast<int>(DType::kQ4_K)].panel = &kPanelQ4_KAvx512;
+    ks.weights[static_cast<int>(DType::kQ5_K)].panel = &kPanelQ5_KAvx512;
     ks.weights[static_cast<int>(DType::kQ6_K)].panel = &kPanelQ6_KAvx512;
   }
   return ks;

@@ -124,21 +124,23 @@ void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   }
 }
 
-// Q4_K: each 32-element sub-block is a panel block, its nibbles as stored
-// (0..15, unsigned, against signed ActQ8x256 activations: no offset), then
-// the rows' d * scale and dmin * min of the sub-block as floats. Sub-blocks
-// 2i and 2i + 1 are the low and high nibbles of the same 32 bytes.
-void pack_q4_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
+// Q4_K and Q5_K: each 32-element sub-block is a panel block, its quants
+// unsigned (0..15, and Q5_K's fifth bit: against signed ActQ8x256
+// activations, no offset), then the rows' d * scale and dmin * min of the
+// sub-block as floats. Sub-blocks 2i and 2i + 1 are the low and high nibbles
+// of the same 32 bytes of qs; Q5_K's bit j of qh[l] is element l of sub-block j.
+template <typename Block, bool kFifthBit>
+void pack_k4(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
   const __mmask16 live = static_cast<__mmask16>((1u << n_w) - 1);
   const __m512i low = _mm512_set1_epi8(0x0f);
   int64_t super = -1, pair = -1;
   __m512 dsc[8], dmn[8];
-  __m512i u[8];
+  __m512i u[8], qh[8];
   for (int64_t i = 0; i < nb; ++i) {
     const int64_t sb = b0 + i, s = sb / 8;
     const int j = static_cast<int>(sb % 8);
-    const int64_t at = s * static_cast<int64_t>(sizeof(BlockQ4_K));
+    const int64_t at = s * static_cast<int64_t>(sizeof(Block));
     if (s != super) {  // d, dmin and the 12 bytes of 6-bit scales and mins: 16 bytes per row
       __m512i t[4];
       transpose16x4(rows.ptr, at, t);
@@ -159,17 +161,25 @@ void pack_q4_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
         dsc[4 + k] = _mm512_mul_ps(d, byte_k(sc_hi));
         dmn[4 + k] = _mm512_mul_ps(dmin, byte_k(mn_hi));
       }
+      if constexpr (kFifthBit) {
+        transpose16x4(rows.ptr, at + offsetof(Block, qh), qh);
+        transpose16x4(rows.ptr, at + offsetof(Block, qh) + 16, qh + 4);
+      }
       super = s;
       pair = -1;
     }
     if (j / 2 != pair) {
       pair = j / 2;
-      transpose16x4(rows.ptr, at + 16 + 32 * pair, u);
-      transpose16x4(rows.ptr, at + 32 + 32 * pair, u + 4);
+      transpose16x4(rows.ptr, at + offsetof(Block, qs) + 32 * pair, u);
+      transpose16x4(rows.ptr, at + offsetof(Block, qs) + 32 * pair + 16, u + 4);
     }
     uint8_t* dst = panel + i * kPanelBlockBytes;
-    for (int c = 0; c < 8; ++c)
-      _mm512_store_si512(dst + 64 * c, _mm512_and_si512(j % 2 ? _mm512_srli_epi32(u[c], 4) : u[c], low));
+    for (int c = 0; c < 8; ++c) {
+      __m512i q = _mm512_and_si512(j % 2 ? _mm512_srli_epi32(u[c], 4) : u[c], low);
+      if constexpr (kFifthBit)
+        q = _mm512_or_si512(q, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh[c], j), _mm512_set1_epi8(1)), 4));
+      _mm512_store_si512(dst + 64 * c, q);
+    }
     _mm512_store_ps(dst + 512, dsc[j]);
     _mm512_store_ps(dst + 576, dmn[j]);
   }
@@ -269,7 +279,7 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
 // k-quant panel: per sub-block, the integer dots of its two 16-element halves
 // (lo, hi), finished by the type's Rule with the panel block's two float
 // vectors and the activation record.
-// Q4_K: d * scale times the dot minus dmin * min times the activations' sum.
+// Q4_K, Q5_K: d * scale times the dot minus dmin * min times the activations' sum.
 struct RuleQ4_K {
   static __m512 add(__m512 acc, __m512i lo, __m512i hi, const uint8_t* p, const ActQ8x256& y, int j) {
     const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_set1_ps(y.d));
@@ -362,7 +372,8 @@ struct ChunkQ8x256 {
 const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<ChunkQ8x64>};
 const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<ChunkQ8x64>};
 const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<ChunkQ8x64>};
-const PanelKernels kPanelQ4_KAvx512{pack_q4_K, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
+const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
+const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
 const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<ChunkQ8x256<RuleQ6_K>::K>};
 
 }  // namespace slm::kernels

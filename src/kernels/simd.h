@@ -53,7 +53,7 @@ bool attention_avx512(const AttentionArgs& a);
 
 // Row panels (dispatch.h), panel_avx512.cpp.
 extern const PanelKernels kPanelQ4_0Avx512, kPanelQ8_0Avx512, kPanelQ5_0Avx512, kPanelQ4_KAvx512,
-    kPanelQ6_KAvx512;
+    kPanelQ5_KAvx512, kPanelQ6_KAvx512;
 
 #undef SLM_DECLARE_ISA_KERNELS
 

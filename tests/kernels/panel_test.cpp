@@ -58,7 +58,7 @@ void expect_matches_reference(DType t, const Problem& p, const std::vector<float
   }
 }
 
-const DType kPanelTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K};
+const DType kPanelTypes[] = {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 
 TEST(Panel, PackAndDotMatchReference) {
   std::mt19937 rng(99);
@@ -107,7 +107,7 @@ TEST(Panel, PackAndDotMatchReference) {
 
 TEST(Panel, MatmulMatchesReferenceForEveryType) {
   std::mt19937 rng(5);
-  for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kF16, DType::kQ4_K, DType::kQ6_K}) {
+  for (DType t : {DType::kQ4_0, DType::kQ5_0, DType::kQ8_0, DType::kF16, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     for (int64_t tokens : {1, 3, 13}) {
       const int64_t n = dtype_info(t).block_size == 256 ? 768 : 32 * 37;
       const Problem p = make_problem(t, 37, n, tokens, rng);
