@@ -4,9 +4,12 @@
 // i). A VNNI dot against four activation bytes broadcast to every lane then
 // advances all 16 rows at once: the sums stay in their rows' lanes (no
 // horizontal adds) and each block's 16 weight scales are one vector, so a
-// block costs 8 dots and 3 float ops per activation row. Activations come as
-// ActQ8x64 (unsigned a + 128, the lone dot products' format); the weights are
-// stored signed, and each row's 128 * sum(w) per block undoes the offset.
+// block costs 8 dots and a few float ops per activation row.
+// Q4_0, Q5_0, Q8_0 take ActQ8x64 activations (unsigned a + 128, their lone
+// dot products' format): their weights are stored signed, and each row's
+// 128 * sum(w) per block undoes the offset. The k-quants take ActQ8x256
+// (signed): their weights are stored unsigned, and the activations' 16-element
+// sums bring in the mins (Q4_K, Q5_K) or the -32 (Q6_K).
 #include <immintrin.h>
 
 #include <algorithm>

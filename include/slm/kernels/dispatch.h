@@ -69,23 +69,24 @@ using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 // Converts n floats to the activation format.
 using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
 
-// Row panels (AVX-512 VNNI, for Q4_0 / Q5_0 / Q8_0 against ActQ8x64, when a
-// matmul has several tokens): the weights of kPanelRows rows are unpacked into
-// a small scratch, a chunk of 32-column blocks at a time, so that one 512-bit
-// vector holds 4 consecutive weights of every row (lane = row) as signed
-// bytes; per block 8 such vectors, the rows' offset corrections and their
-// scales (kPanelBlockBytes). A dot with 4 broadcast activation bytes then
-// advances all 16 rows. The model's weights stay where they are (mapped);
-// only the scratch is written.
+// Row panels (AVX-512 VNNI; Q4_0, Q5_0, Q8_0 against ActQ8x64 and Q4_K,
+// Q5_K, Q6_K against ActQ8x256, when a matmul has several tokens): the
+// weights of kPanelRows rows are unpacked into a small scratch, a chunk of
+// 32-column blocks at a time, so that one 512-bit vector holds 4 consecutive
+// weights of every row (lane = row) as bytes; per block 8 such vectors and
+// two vectors of per-row floats (scales, offset corrections or mins: the
+// type's own) make kPanelBlockBytes. A dot with 4 broadcast activation bytes
+// then advances all 16 rows. The model's weights stay where they are
+// (mapped); only the scratch is written.
 constexpr int kPanelRows = 16, kPanelTokens = 8;
 constexpr int64_t kPanelBlockBytes = 8 * 64 + 64 + 64;
 struct PanelKernels {
   // Blocks [b0, b0 + nb) of n_w <= kPanelRows rows (w_stride bytes apart) into panel (64-byte aligned).
   void (*pack)(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel);
   // out[j * out_stride + i] = (or += when accumulate) dot over the panel's nb
-  // blocks of row i < n_w with activation row j < n_act (ActQ8x64 rows,
-  // act_stride bytes apart, pointing at the record of the panel's first block,
-  // which must be even).
+  // blocks of row i < n_w with activation row j < n_act (act_stride bytes
+  // apart, pointing at the record of the panel's first block, which must
+  // start a record: even for ActQ8x64, a multiple of 8 for ActQ8x256).
   void (*dot)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
               float* out, int64_t out_stride, bool accumulate);
 };
