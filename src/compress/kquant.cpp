@@ -22,10 +22,10 @@ int nearest_int(float v) { return static_cast<int>(std::nearbyint(v)); }
 // Scale and min of n values on nmax + 1 levels, x ~ scale * L + min with
 // min <= 0: the min-max fit, then nstep + 1 other inverse scales
 // (nmax + rmin + rdelta * is) / (max - min), each refitted by weighted least
-// squares, keeping the lowest weighted squared error (llama.cpp's
-// make_qkx2_quants). Returns scale; -min goes to neg_min.
+// squares, keeping the lowest weighted squared (mad: absolute) error
+// (llama.cpp's make_qkx2_quants). Returns scale; -min goes to neg_min.
 float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L, float* neg_min, float rmin,
-                    float rdelta, int nstep) {
+                    float rdelta, int nstep, bool mad) {
   float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
   for (int i = 1; i < n; ++i) {
     if (x[i] < min) min = x[i];
@@ -43,7 +43,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   for (int i = 0; i < n; ++i) {
     L[i] = static_cast<uint8_t>(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
     const float diff = scale * L[i] + min - x[i];
-    best += w[i] * diff * diff;
+    best += w[i] * (mad ? std::fabs(diff) : diff * diff);
   }
   uint8_t aux[32];
   for (int is = 0; is <= nstep; ++is) {
@@ -66,7 +66,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
       float err = 0;
       for (int i = 0; i < n; ++i) {
         const float diff = this_scale * aux[i] + this_min - x[i];
-        err += w[i] * diff * diff;
+        err += w[i] * (mad ? std::fabs(diff) : diff * diff);
       }
       if (err < best) {
         std::copy(aux, aux + n, L);
@@ -135,75 +135,87 @@ float requantize(int n, int nmax, const float* x, const float* w, float d, float
   return err;
 }
 
-// A Q4_K/Q5_K super-block before packing.
-struct SuperK4 {
+// The k-quants with a scale and a min per sub-block (Q2_K, Q4_K, Q5_K):
+// sub-blocks of `sub` values on codes 0..nmax, their scales and mins coded
+// 0..code_max against the super-block's d and dmin; llama.cpp's search grid
+// (rmin, rdelta, nstep; mad: absolute error) and its weights without
+// importance: |x| (abs_weights) or the sub-block's rms + |x|.
+struct KShape {
+  int sub, nmax, code_max;
+  float rmin, rdelta;
+  int nstep;
+  bool mad, abs_weights;
+};
+constexpr KShape kShapeQ2_K{16, 3, 15, -0.5f, 0.1f, 15, true, true};
+constexpr KShape kShapeQ4_K{32, 15, 63, -1.f, 0.1f, 20, false, false};
+constexpr KShape kShapeQ5_K{32, 31, 63, -0.5f, 0.1f, 15, false, false};
+
+// A super-block before packing.
+struct SuperKM {
   uint16_t d = 0, dmin = 0;
-  uint8_t sc[8] = {}, m[8] = {};
+  uint8_t sc[16] = {}, m[16] = {};
   uint8_t L[kQK] = {};
 };
 
-SuperK4 fit_k4(const float* x, int nmax, const float* imp) {
-  SuperK4 b;
-  float weights[32], scales[8], mins[8], max_scale = 0, max_min = 0;
+SuperKM fit_km(const float* x, const KShape& k, const float* imp) {
+  SuperKM b;
+  const int n_sub = kQK / k.sub;
+  float weights[32], scales[16], mins[16], max_scale = 0, max_min = 0;
   // With importance the search weighs imp * sqrt(sigma2 + x^2), sigma2 twice
-  // the block's mean square (llama.cpp's quantize_row_q4_K_impl); the
-  // final step weighs imp alone, the error the importance defines.
+  // the block's mean square (llama.cpp's quantize_row_q4_K_impl), on a finer
+  // grid, as its make_qkx3_quants (-0.9, 0.05, 36); the final step weighs
+  // imp alone, the error the importance defines.
   float sigma2 = 0;
   for (int i = 0; i < kQK; ++i) sigma2 += x[i] * x[i];
   sigma2 *= 2.f / kQK;
-  for (int j = 0; j < 8; ++j) {
-    const float* xj = x + 32 * j;
+  for (int j = 0; j < n_sub; ++j) {
+    const float* xj = x + k.sub * j;
     if (imp != nullptr) {
-      for (int l = 0; l < 32; ++l) weights[l] = imp[32 * j + l] * std::sqrt(sigma2 + xj[l] * xj[l]);
+      for (int l = 0; l < k.sub; ++l) weights[l] = imp[k.sub * j + l] * std::sqrt(sigma2 + xj[l] * xj[l]);
+      scales[j] = fit_scale_min(k.sub, k.nmax, xj, weights, b.L + k.sub * j, &mins[j], -0.9f, 0.05f, 36, false);
     } else {
       float sum_x2 = 0;
-      for (int l = 0; l < 32; ++l) sum_x2 += xj[l] * xj[l];
-      const float av_x = std::sqrt(sum_x2 / 32);
-      for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(xj[l]);
+      for (int l = 0; l < k.sub; ++l) sum_x2 += xj[l] * xj[l];
+      const float av_x = k.abs_weights ? 0.f : std::sqrt(sum_x2 / static_cast<float>(k.sub));
+      for (int l = 0; l < k.sub; ++l) weights[l] = av_x + std::fabs(xj[l]);
+      scales[j] = fit_scale_min(k.sub, k.nmax, xj, weights, b.L + k.sub * j, &mins[j], k.rmin, k.rdelta, k.nstep, k.mad);
     }
-    // llama.cpp's grids: Q4_K (-1, 0.1, 20), Q5_K (-0.5, 0.1, 15); with
-    // importance a finer one, as its make_qkx3_quants (-0.9, 0.05, 36).
-    if (imp != nullptr)
-      scales[j] = fit_scale_min(32, nmax, xj, weights, b.L + 32 * j, &mins[j], -0.9f, 0.05f, 36);
-    else if (nmax == 15)
-      scales[j] = fit_scale_min(32, nmax, xj, weights, b.L + 32 * j, &mins[j], -1.f, 0.1f, 20);
-    else
-      scales[j] = fit_scale_min(32, nmax, xj, weights, b.L + 32 * j, &mins[j], -0.5f, 0.1f, 15);
     max_scale = std::max(max_scale, scales[j]);
     max_min = std::max(max_min, mins[j]);
   }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  for (int j = 0; j < 8; ++j) {
-    b.sc[j] = static_cast<uint8_t>(std::min(63, nearest_int(inv_scale * scales[j])));
-    b.m[j] = static_cast<uint8_t>(std::min(63, nearest_int(inv_min * mins[j])));
+  const float cmax = static_cast<float>(k.code_max);
+  const float inv_scale = max_scale > 0 ? cmax / max_scale : 0.f, inv_min = max_min > 0 ? cmax / max_min : 0.f;
+  for (int j = 0; j < n_sub; ++j) {
+    b.sc[j] = static_cast<uint8_t>(std::min(k.code_max, nearest_int(inv_scale * scales[j])));
+    b.m[j] = static_cast<uint8_t>(std::min(k.code_max, nearest_int(inv_min * mins[j])));
   }
-  b.d = f32_to_f16(max_scale / 63.f);
-  b.dmin = f32_to_f16(max_min / 63.f);
+  b.d = f32_to_f16(max_scale / cmax);
+  b.dmin = f32_to_f16(max_min / cmax);
   const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
-  for (int j = 0; j < 8; ++j) {
-    const float* xj = x + 32 * j;
-    const float* wj = imp != nullptr ? imp + 32 * j : nullptr;
-    uint8_t* Lj = b.L + 32 * j;
+  for (int j = 0; j < n_sub; ++j) {
+    const float* xj = x + k.sub * j;
+    const float* wj = imp != nullptr ? imp + k.sub * j : nullptr;
+    uint8_t* Lj = b.L + k.sub * j;
     float best;
     if (d * static_cast<float>(b.sc[j]) != 0) {
-      best = requantize(32, nmax, xj, wj, d * static_cast<float>(b.sc[j]), dmin * static_cast<float>(b.m[j]), Lj);
+      best = requantize(k.sub, k.nmax, xj, wj, d * static_cast<float>(b.sc[j]), dmin * static_cast<float>(b.m[j]), Lj);
     } else {  // the search's codes stay (as in llama.cpp); they decode to -m
       best = 0;
-      for (int l = 0; l < 32; ++l) {
+      for (int l = 0; l < k.sub; ++l) {
         const float diff = -dmin * static_cast<float>(b.m[j]) - xj[l];
         best += (wj != nullptr ? wj[l] : 1.f) * diff * diff;
       }
     }
-    for (int s = std::max(1, b.sc[j] - kRefine); s <= std::min(63, b.sc[j] + kRefine); ++s)
-      for (int m = std::max(0, b.m[j] - kRefine); m <= std::min(63, b.m[j] + kRefine); ++m) {
+    for (int s = std::max(1, b.sc[j] - kRefine); s <= std::min(k.code_max, b.sc[j] + kRefine); ++s)
+      for (int m = std::max(0, b.m[j] - kRefine); m <= std::min(k.code_max, b.m[j] + kRefine); ++m) {
         if (d * static_cast<float>(s) == 0) continue;
         uint8_t L[32];
-        const float err = requantize(32, nmax, xj, wj, d * static_cast<float>(s), dmin * static_cast<float>(m), L);
+        const float err = requantize(k.sub, k.nmax, xj, wj, d * static_cast<float>(s), dmin * static_cast<float>(m), L);
         if (err < best) {
           best = err;
           b.sc[j] = static_cast<uint8_t>(s);
           b.m[j] = static_cast<uint8_t>(m);
-          std::copy(L, L + 32, Lj);
+          std::copy(L, L + k.sub, Lj);
         }
       }
   }
@@ -211,7 +223,7 @@ SuperK4 fit_k4(const float* x, int nmax, const float* imp) {
 }
 
 // The 8 scales and mins into Q4_K/Q5_K's 12 bytes (kernels::unpack_scales_k4's inverse).
-void pack_scales_k4(const SuperK4& b, uint8_t p[12]) {
+void pack_scales_k4(const SuperKM& b, uint8_t p[12]) {
   std::memset(p, 0, 12);
   for (int j = 0; j < 8; ++j) {
     const int ls = b.sc[j], lm = b.m[j];
@@ -226,8 +238,21 @@ void pack_scales_k4(const SuperK4& b, uint8_t p[12]) {
   }
 }
 
+void quantize_q2_K(const float* x, kernels::BlockQ2_K* y, const float* imp) {
+  const SuperKM b = fit_km(x, kShapeQ2_K, imp);
+  y->d = b.d;
+  y->dmin = b.dmin;
+  for (int j = 0; j < 16; ++j) y->scales[j] = static_cast<uint8_t>(b.sc[j] | (b.m[j] << 4));
+  // Element 128h + 32j + l at bits 2j of qs[32h + l].
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t* q = b.L + 128 * h + l;
+      y->qs[32 * h + l] = static_cast<uint8_t>(q[0] | (q[32] << 2) | (q[64] << 4) | (q[96] << 6));
+    }
+}
+
 void quantize_q4_K(const float* x, kernels::BlockQ4_K* y, const float* imp) {
-  const SuperK4 b = fit_k4(x, 15, imp);
+  const SuperKM b = fit_km(x, kShapeQ4_K, imp);
   y->d = b.d;
   y->dmin = b.dmin;
   pack_scales_k4(b, y->scales);
@@ -238,7 +263,7 @@ void quantize_q4_K(const float* x, kernels::BlockQ4_K* y, const float* imp) {
 }
 
 void quantize_q5_K(const float* x, kernels::BlockQ5_K* y, const float* imp) {
-  const SuperK4 b = fit_k4(x, 31, imp);
+  const SuperKM b = fit_km(x, kShapeQ5_K, imp);
   y->d = b.d;
   y->dmin = b.dmin;
   pack_scales_k4(b, y->scales);
@@ -309,13 +334,16 @@ void quantize_q6_K(const float* x, kernels::BlockQ6_K* y, const float* imp) {
 
 }  // namespace
 
-bool is_k_quant(DType t) { return t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K; }
+bool is_k_quant(DType t) {
+  return t == DType::kQ2_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
+}
 
 void quantize_row_k(DType t, const float* x, uint8_t* dst, int64_t n, const float* importance) {
   for (int64_t b = 0; b < n / kQK; ++b) {
     const float* xb = x + b * kQK;
     const float* ib = importance != nullptr ? importance + b * kQK : nullptr;
     switch (t) {
+      case DType::kQ2_K: quantize_q2_K(xb, reinterpret_cast<kernels::BlockQ2_K*>(dst) + b, ib); break;
       case DType::kQ4_K: quantize_q4_K(xb, reinterpret_cast<kernels::BlockQ4_K*>(dst) + b, ib); break;
       case DType::kQ5_K: quantize_q5_K(xb, reinterpret_cast<kernels::BlockQ5_K*>(dst) + b, ib); break;
       case DType::kQ6_K: quantize_q6_K(xb, reinterpret_cast<kernels::BlockQ6_K*>(dst) + b, ib); break;

@@ -1,4 +1,4 @@
-// The k-quant quantizers (Q4_K, Q5_K, Q6_K): hand-computed blocks read back
+// The k-quant quantizers (Q2_K, Q4_K, Q5_K, Q6_K): hand-computed blocks read back
 // by the kernels' dequantizers, per tensor errors no worse than llama.cpp's
 // own files (../shared/data/models/quant-ref), and the importance-weighted
 // (imatrix) variant lowering the error where the importance is.
@@ -40,6 +40,23 @@ std::vector<float> k4_ramp(int nmax) {
   for (int j = 0; j < 8; ++j)
     for (int l = 0; l < 32; ++l) x[32 * j + l] = static_cast<float>(l % (nmax + 1) - (j % 2 ? half : 0));
   return x;
+}
+
+TEST(KQuant, Q2_KHandComputed) {
+  // Sub-blocks of 16 holding l % 4, minus 2 on odd ones: on the grid, scale 1
+  // and min 0 or 2, the codes 15 of d = 1/15 and dmin = 2/15.
+  std::vector<float> x(256);
+  for (int i = 0; i < 256; ++i) x[i] = static_cast<float>(i % 4 - ((i / 16) % 2 ? 2 : 0));
+  std::vector<uint8_t> q(sizeof(kernels::BlockQ2_K));
+  quantize_row_k(DType::kQ2_K, x.data(), q.data(), 256, nullptr);
+  const auto& b = *reinterpret_cast<const kernels::BlockQ2_K*>(q.data());
+  EXPECT_EQ(b.d, f32_to_f16(1 / 15.f));
+  EXPECT_EQ(b.dmin, f32_to_f16(2 / 15.f));
+  for (int j = 0; j < 16; ++j) EXPECT_EQ(b.scales[j], j % 2 ? 0xFF : 0x0F) << j;  // scale | min << 4
+  // Element 128h + 32j + l at bits 2j of qs[32h + l]: code l % 4 in all four.
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(b.qs[i], (i % 4) * 0x55) << i;
+  const auto y = dequant(DType::kQ2_K, q, 256);
+  for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[i], x[i], 1e-2) << i;
 }
 
 TEST(KQuant, Q4_KHandComputed) {
@@ -147,6 +164,7 @@ void expect_no_worse_than_llama_cpp(const std::string& type) {
   ::unlink(out.c_str());
 }
 
+TEST(KQuant, Q2_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q2_K"); }
 TEST(KQuant, Q4_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q4_K"); }
 TEST(KQuant, Q5_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q5_K"); }
 TEST(KQuant, Q6_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q6_K"); }
@@ -159,7 +177,7 @@ TEST(KQuant, ImportanceLowersTheWeightedError) {
   std::vector<float> w(static_cast<size_t>(rows * n)), imp(static_cast<size_t>(n));
   for (float& v : w) v = 0.05f * td(rng);
   for (int64_t j = 0; j < n; ++j) imp[j] = (j % 7 == 3) ? 30.f : 1.f;
-  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+  for (DType t : {DType::kQ2_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     double e_plain = 0, e_imp = 0;
     std::vector<uint8_t> q(row_bytes(t, n));
     std::vector<float> y(static_cast<size_t>(n));
