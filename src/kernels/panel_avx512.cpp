@@ -5,11 +5,12 @@
 // advances all 16 rows at once: the sums stay in their rows' lanes (no
 // horizontal adds) and each block's 16 weight scales are one vector, so a
 // block costs 8 dots and a few float ops per activation row.
-// Q4_0, Q5_0, Q8_0 take ActQ8x64 activations (unsigned a + 128, their lone
-// dot products' format): their weights are stored signed, and each row's
-// 128 * sum(w) per block undoes the offset. The k-quants take ActQ8x256
-// (signed): their weights are stored unsigned, and the activations' 16-element
-// sums bring in the mins (Q4_K, Q5_K) or the -32 (Q6_K).
+// Weights are stored unsigned (VNNI multiplies unsigned by signed bytes): as
+// GGUF stores them for Q4_0, Q5_0 (offsets 8, 16), Q4_K, Q5_K, Q6_K (offset
+// 32), Q8_0 plus 128. The activations' sums take the offsets back out:
+// ActQ8x64's block sums for Q4_0, Q5_0, Q8_0 (their lone dot products'
+// format), ActQ8x256's 16-element sums for the k-quants, which also bring in
+// the mins of Q4_K and Q5_K.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -66,50 +67,46 @@ struct Rows {
   }
 };
 
-// Signed weights v[8] -> the panel block: v, then 128 * the row sums of v
-// (int32 per lane: the activations' +128 to take back), then the scales.
+// Unsigned weights v[8] (q + 2^shift) and the rows' scales -> the panel block.
 void store_block(uint8_t* dst, const __m512i v[8], __m512 d) {
-  __m512i sum = _mm512_setzero_si512();
-  for (int k = 0; k < 8; ++k) {
-    _mm512_store_si512(dst + 64 * k, v[k]);
-    sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), v[k]);
-  }
-  _mm512_store_si512(dst + 512, _mm512_slli_epi32(sum, 7));
-  _mm512_store_ps(dst + 576, d);
+  for (int k = 0; k < 8; ++k) _mm512_store_si512(dst + 64 * k, v[k]);
+  _mm512_store_ps(dst + 512, d);
 }
 
-// Q4_0: nibble - 8. Byte j of a block holds element j (low nibble) and j + 16 (high nibble).
+// Q4_0: nibbles as stored (q + 8). Byte j of a block holds element j (low nibble) and j + 16 (high nibble).
 void pack_q4_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
-  const __m512i low = _mm512_set1_epi8(0x0f), eight = _mm512_set1_epi8(8);
+  const __m512i low = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ4_0));
     __m512i t[4], v[8];
     transpose16x4(rows.ptr, at + 2, t);
     for (int c = 0; c < 4; ++c) {
-      v[c] = _mm512_sub_epi8(_mm512_and_si512(t[c], low), eight);
-      v[4 + c] = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi32(t[c], 4), low), eight);
+      v[c] = _mm512_and_si512(t[c], low);
+      v[4 + c] = _mm512_and_si512(_mm512_srli_epi32(t[c], 4), low);
     }
     store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
   }
 }
 
-// Q8_0: int8 as stored.
+// Q8_0: int8 + 128.
 void pack_q8_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ8_0));
     __m512i v[8];
     transpose16x4(rows.ptr, at + 2, v);
     transpose16x4(rows.ptr, at + 18, v + 4);
+    for (auto& x : v) x = _mm512_xor_si512(x, flip);
     store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
   }
 }
 
-// Q5_0: (nibble | fifth bit from qh, bit j for element j) - 16.
+// Q5_0: nibble | fifth bit from qh (bit j for element j), as stored (q + 16).
 void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
-  const __m512i low = _mm512_set1_epi8(0x0f), sixteen = _mm512_set1_epi8(16);
+  const __m512i low = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ5_0));
     __m512i t[4], v[8];
@@ -121,7 +118,7 @@ void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
       const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x00204081)),
                                               _mm512_set1_epi32(0x01010101));
       const __m512i nib = c < 4 ? _mm512_and_si512(t[c], low) : _mm512_and_si512(_mm512_srli_epi32(t[c - 4], 4), low);
-      v[c] = _mm512_sub_epi8(_mm512_or_si512(nib, _mm512_slli_epi32(spread, 4)), sixteen);
+      v[c] = _mm512_or_si512(nib, _mm512_slli_epi32(spread, 4));
     }
     store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
   }
@@ -239,9 +236,9 @@ void pack_q6_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
 }
 
 // A activation rows (ActQ8x64, starting at an even block) against a packed
-// panel of nb blocks: out[j * out_stride + i] (+)= dot(row i, activation j)
-// for i < n_w.
-template <int A>
+// panel of nb blocks of weights q + 2^kShift: out[j * out_stride + i] (+)=
+// dot(row i, activation j) for i < n_w.
+template <int kShift, int A>
 void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
                int64_t out_stride, bool accumulate) {
   __m512 acc[A];
@@ -250,8 +247,7 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
     const uint8_t* p = panel + b * kPanelBlockBytes;
     __m512i v[8];
     for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
-    const __m512i neg_off = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_load_si512(p + 512));
-    const __m512 dw = _mm512_load_ps(p + 576);
+    const __m512 dw = _mm512_load_ps(p + 512);
     // Block b of an ActQ8x64 run: record b / 2, half h; its elements 4k..4k+3
     // sit at byte 16h + 4k (k < 4) or 32 + 16h + 4(k - 4).
     const int h = static_cast<int>(b & 1);
@@ -261,10 +257,10 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
       auto bcast = [&](int k) {
         return _mm512_broadcastd_epi32(_mm_loadu_si32(y->qs + (k < 4 ? 16 * h + 4 * k : 32 + 16 * h + 4 * (k - 4))));
       };
-      __m512i s0 = neg_off, s1 = _mm512_setzero_si512();
+      __m512i s0 = _mm512_set1_epi32(y->block_neg_sum[h] * (1 << kShift)), s1 = _mm512_setzero_si512();
       for (int k = 0; k < 8; k += 2) {  // two chains, so the dots need not wait on each other
-        s0 = _mm512_dpbusd_epi32(s0, bcast(k), v[k]);
-        s1 = _mm512_dpbusd_epi32(s1, bcast(k + 1), v[k + 1]);
+        s0 = _mm512_dpbusd_epi32(s0, v[k], bcast(k));
+        s1 = _mm512_dpbusd_epi32(s1, v[k + 1], bcast(k + 1));
       }
       const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
       acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(y->d[4 * h])), acc[j]);
@@ -352,12 +348,15 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_
   static_assert(kPanelTokens == 8);
 }
 
-template <int A>
+template <int kShift>
 struct ChunkQ8x64 {
-  static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
-                  int64_t out_stride, bool accumulate) {
-    dot_chunk<A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
-  }
+  template <int A>
+  struct K {
+    static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
+                    int64_t out_stride, bool accumulate) {
+      dot_chunk<kShift, A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
+    }
+  };
 };
 template <typename Rule>
 struct ChunkQ8x256 {
@@ -372,9 +371,9 @@ struct ChunkQ8x256 {
 
 }  // namespace
 
-const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<ChunkQ8x64>};
-const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<ChunkQ8x64>};
-const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<ChunkQ8x64>};
+const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<ChunkQ8x64<3>::K>};
+const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<ChunkQ8x64<7>::K>};
+const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<ChunkQ8x64<4>::K>};
 const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
 const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
 const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<ChunkQ8x256<RuleQ6_K>::K>};

@@ -86,11 +86,9 @@ float vec_dot_bf16_avx512(int64_t n, const void* w, const void* act) {
 namespace {
 
 // ActQ8x64 interleaves a pair of blocks by 16-byte lanes: [a0 0..15, a1 0..15,
-// a0 16..31, a1 16..31], so Q4_0's nibbles need no shuffle, and stores the
-// activations offset to unsigned (a + 128) for VNNI's u8 x s8 dot. The loaders
-// below give a pair of weight blocks in that order as signed bytes; the
-// activation offset is taken back per weight row (128 * the weights' lane
-// sums), once for all the activation rows of a tile.
+// a0 16..31, a1 16..31], so Q4_0's nibbles need no shuffle. The loaders below
+// give a pair of weight blocks in that order as unsigned bytes q + 2^kShift;
+// the record's lane sums, shifted by kShift, take the offset back out.
 __m512i lanes(const uint8_t* a0, const uint8_t* a1, const uint8_t* a2, const uint8_t* a3) {
   const __m256i lo = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a0))),
                                              _mm_loadu_si128(reinterpret_cast<const __m128i*>(a1)), 1);
@@ -109,28 +107,28 @@ __m512i nibble_pair(const uint8_t* q0, const uint8_t* q1) {
 
 struct LoadQ8_0 {
   using Block = BlockQ8_0;
-  static __m512i s8_pair(const Block& x0, const Block& x1) {
+  static constexpr int kShift = 7;
+  static __m512i u8_pair(const Block& x0, const Block& x1) {
     const auto* p0 = reinterpret_cast<const uint8_t*>(x0.qs);
     const auto* p1 = reinterpret_cast<const uint8_t*>(x1.qs);
-    return lanes(p0, p1, p0 + 16, p1 + 16);
+    return _mm512_xor_si512(lanes(p0, p1, p0 + 16, p1 + 16), _mm512_set1_epi8(static_cast<char>(0x80)));
   }
 };
 struct LoadQ4_0 {
   using Block = BlockQ4_0;
-  static __m512i s8_pair(const Block& x0, const Block& x1) {
-    return _mm512_sub_epi8(nibble_pair(x0.qs, x1.qs), _mm512_set1_epi8(8));
-  }
+  static constexpr int kShift = 3;
+  static __m512i u8_pair(const Block& x0, const Block& x1) { return nibble_pair(x0.qs, x1.qs); }
 };
 struct LoadQ5_0 {
   using Block = BlockQ5_0;
-  static __m512i s8_pair(const Block& x0, const Block& x1) {
+  static constexpr int kShift = 4;
+  static __m512i u8_pair(const Block& x0, const Block& x1) {
     uint32_t h0, h1;
     std::memcpy(&h0, x0.qh, 4);
     std::memcpy(&h1, x1.qh, 4);
     const uint64_t m = (h0 & 0xffffull) | (uint64_t{h1 & 0xffffu} << 16) | (uint64_t{h0 >> 16} << 32) |
                        (uint64_t{h1 >> 16} << 48);
-    const __m512i q = _mm512_or_si512(nibble_pair(x0.qs, x1.qs), _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
-    return _mm512_sub_epi8(q, _mm512_set1_epi8(16));
+    return _mm512_or_si512(nibble_pair(x0.qs, x1.qs), _mm512_maskz_mov_epi8(m, _mm512_set1_epi8(0x10)));
   }
 };
 __m512 pair_scales(uint16_t h0, uint16_t h1) {
@@ -156,12 +154,9 @@ float dot_pairs(int64_t n, const void* w, const void* act) {
   std::memset(&zero, 0, sizeof zero);
   auto step = [&](int64_t b, bool last_odd, int k) __attribute__((always_inline)) {
     const auto& x1 = last_odd ? zero : x[b + 1];
-    const __m512i s = L::s8_pair(x[b], x1);
-    // -128 * (sum of the weights in each int32 lane): undoes the +128 of the activations.
-    const __m512i neg_off =
-        _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(-128), s));
     const ActQ8x64& r = y[b / 2];
-    const __m512i d = _mm512_dpbusd_epi32(neg_off, _mm512_loadu_si512(r.qs), s);
+    const __m512i neg_off = _mm512_slli_epi32(_mm512_loadu_si512(r.lane_neg_sum), L::kShift);
+    const __m512i d = _mm512_dpbusd_epi32(neg_off, L::u8_pair(x[b], x1), _mm512_loadu_si512(r.qs));
     acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(pair_scales(x[b].d, x1.d), _mm512_loadu_ps(r.d)),
                              acc[k]);
   };
@@ -314,19 +309,24 @@ void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n) {
     const __m512 id = _mm512_set1_ps(d != 0 ? 1.0f / d : 0.0f);
     const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));  // round half to even
     const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
-    // Block h's 16-byte halves go to lanes h and h + 2 (see lanes() above), as a + 128.
-    const __m128i bias = _mm_set1_epi8(-128);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 16 * h), _mm_xor_si128(_mm512_cvtsepi32_epi8(q0), bias));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 + 16 * h), _mm_xor_si128(_mm512_cvtsepi32_epi8(q1), bias));
+    // Block h's 16-byte halves go to lanes h and h + 2 (see lanes() above).
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 16 * h), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r.qs + 32 + 16 * h), _mm512_cvtsepi32_epi8(q1));
     _mm_storeu_ps(r.d + 4 * h, _mm_set1_ps(d));
     _mm_storeu_ps(r.d + 8 + 4 * h, _mm_set1_ps(d));
+    r.block_neg_sum[h] = -_mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
   }
   if (nb % 2) {  // pad the last record with an empty block (lanes 1 and 3): a = 0, d = 0
     ActQ8x64& r = y[nb / 2];
     for (int lane : {1, 3}) {
-      std::memset(r.qs + 16 * lane, 0x80, 16);
+      std::memset(r.qs + 16 * lane, 0, 16);
       std::memset(r.d + 4 * lane, 0, 16);
     }
+    r.block_neg_sum[1] = 0;
+  }
+  for (int64_t i = 0; i < (nb + 1) / 2; ++i) {  // each int32 lane's sum: ones (unsigned) . a (signed)
+    const __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), _mm512_loadu_si512(y[i].qs));
+    _mm512_storeu_si512(y[i].lane_neg_sum, _mm512_sub_epi32(_mm512_setzero_si512(), s));
   }
 }
 

@@ -43,14 +43,18 @@ static_assert(sizeof(ActQ8x256) == 292);
 
 // AVX-512's layout of the same int8 activations, two 32-blocks per record so
 // one 512-bit load takes both, interleaved by 16-byte lanes (block 0's halves
-// in lanes 0 and 2, block 1's in 1 and 3), stored as unsigned a + 128 for
-// VNNI, with each block's scale spread over the int32 lanes its products land
-// in (an odd last block is paired with an empty one).
+// in lanes 0 and 2, block 1's in 1 and 3), each block's scale spread over the
+// int32 lanes its products land in, and minus the sums of each int32 lane's
+// four values and of each block's 32: VNNI multiplies unsigned by signed
+// bytes, so weights go in offset to unsigned (q + off) and off times these
+// sums takes the offset back out. An odd last block pairs with an empty one.
 struct alignas(64) ActQ8x64 {
-  uint8_t qs[64];
+  int8_t qs[64];
   float d[16];
+  int32_t lane_neg_sum[16];
+  int32_t block_neg_sum[2];
 };
-static_assert(sizeof(ActQ8x64) == 128);
+static_assert(sizeof(ActQ8x64) == 256);
 
 enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
