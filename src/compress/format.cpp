@@ -54,12 +54,12 @@ Result<QuantFormat> parse_quant_format(const std::string& name, int64_t group) {
     return f;
   }
   bool found = false;
-  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ2_K, DType::kQ4_K, DType::kQ5_K,
-                  DType::kQ6_K})
+  for (DType t : {DType::kQ8_0, DType::kQ4_0, DType::kQ4_1, DType::kQ5_0, DType::kQ2_K, DType::kQ3_K, DType::kQ4_K,
+                  DType::kQ5_K, DType::kQ6_K})
     if (dtype_name(t) == up) f.type = t, found = true;
   if (!found)
     return Status::InvalidArgument(fmt::format(
-        "--type '{}' cannot be written (Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q4_K, Q5_K, Q6_K, int4, int8)", name));
+        "--type '{}' cannot be written (Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, int4, int8)", name));
   if (group >= 0)
     return Status::InvalidArgument(fmt::format(
         "--group {} with --type {}: only int4 and int8 take a group size ({} has its own blocks)", group, name, up));

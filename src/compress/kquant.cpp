@@ -277,55 +277,158 @@ void quantize_q5_K(const float* x, kernels::BlockQ5_K* y, const float* imp) {
     }
 }
 
-void quantize_q6_K(const float* x, kernels::BlockQ6_K* y, const float* imp) {
-  uint8_t L[kQK];
-  float scales[16], max_scale = 0, max_abs_scale = 0;
+// Q3_K's search without importance (llama.cpp's make_q3_quants): codes
+// -nmax..nmax-1 from the largest magnitude, then up to 5 rounds moving
+// single codes while the x^2-weighted least-squares fit improves.
+float fit_scale_q3(int n, int nmax, const float* x, uint8_t* L) {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > amax) {
+      amax = std::fabs(x[i]);
+      max = x[i];
+    }
+  if (amax < kGroupMaxEps) {
+    std::fill(L, L + n, 0);
+    return 0.f;
+  }
+  const float iscale = static_cast<float>(-nmax) / max;
+  int l[16];
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    l[i] = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * static_cast<float>(l[i]);
+    suml2 += w * static_cast<float>(l[i] * l[i]);
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int n_changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      float slx = sumlx - w * x[i] * static_cast<float>(l[i]);
+      if (slx > 0) {
+        float sl2 = suml2 - w * static_cast<float>(l[i] * l[i]);
+        const int new_l = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+        if (new_l != l[i]) {
+          slx += w * x[i] * static_cast<float>(new_l);
+          sl2 += w * static_cast<float>(new_l * new_l);
+          if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            l[i] = new_l;
+            sumlx = slx;
+            suml2 = sl2;
+            ++n_changed;
+          }
+        }
+      }
+    }
+    if (n_changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(l[i] + nmax);
+  return sumlx / suml2;
+}
+
+// The symmetric k-quants (Q3_K, Q6_K): 16 sub-blocks of 16 on codes
+// -nmax..nmax-1 (stored + nmax), their signed scales coded -code..code-1
+// against the super-block's d, which maps the largest to -code.
+struct SuperSym {
+  uint16_t d = 0;
+  int sc[16] = {};
+  uint8_t L[kQK] = {};
+};
+
+SuperSym fit_sym(const float* x, int nmax, int code, const float* imp) {
+  SuperSym b;
+  float scales[16], weights[16], max_scale = 0, max_abs_scale = 0;
+  float sigma2 = 0;  // as fit_km: imp * sqrt(sigma2 + x^2) in the search, imp in the last step
+  for (int i = 0; i < kQK; ++i) sigma2 += x[i] * x[i];
+  sigma2 *= 2.f / kQK;
   for (int ib = 0; ib < 16; ++ib) {
-    scales[ib] = fit_scale_sym(16, 32, x + 16 * ib, imp != nullptr ? imp + 16 * ib : nullptr, L + 16 * ib);
+    const float* xb = x + 16 * ib;
+    if (imp != nullptr) {
+      for (int l = 0; l < 16; ++l) weights[l] = imp[16 * ib + l] * std::sqrt(sigma2 + xb[l] * xb[l]);
+      scales[ib] = fit_scale_sym(16, nmax, xb, weights, b.L + 16 * ib);
+    } else {
+      scales[ib] = nmax == 4 ? fit_scale_q3(16, nmax, xb, b.L + 16 * ib) : fit_scale_sym(16, nmax, xb, nullptr, b.L + 16 * ib);
+    }
     if (std::fabs(scales[ib]) > max_abs_scale) {
       max_abs_scale = std::fabs(scales[ib]);
       max_scale = scales[ib];
     }
   }
-  std::memset(y, 0, sizeof(*y));
-  if (max_abs_scale < kGroupMaxEps) return;  // all zero: d = 0
-  const float iscale = -128.f / max_scale;
-  y->d = f32_to_f16(1 / iscale);
-  const float d = f16_to_f32(y->d);
+  if (max_abs_scale < kGroupMaxEps) {  // all zero: d = 0, every code and scale at its lowest (zero bytes)
+    std::fill(b.sc, b.sc + 16, -code);
+    std::fill(b.L, b.L + kQK, 0);
+    return b;
+  }
+  const float iscale = static_cast<float>(-code) / max_scale;
+  b.d = f32_to_f16(1 / iscale);
+  const float d = f16_to_f32(b.d);
   for (int ib = 0; ib < 16; ++ib) {
     const float* xb = x + 16 * ib;
     const float* wb = imp != nullptr ? imp + 16 * ib : nullptr;
-    const int sc0 = std::min(127, nearest_int(iscale * scales[ib]));
-    y->scales[ib] = static_cast<int8_t>(sc0);
-    // Codes 0..63 stand for (q - 32) * d * sc, i.e. requantize's d * q - m with m = 32 * d * sc.
+    const int sc0 = std::clamp(nearest_int(iscale * scales[ib]), -code, code - 1);
+    b.sc[ib] = sc0;
     auto try_scale = [&](int sc, uint8_t* Lb) {
       const float ds = d * static_cast<float>(sc);
       float err = 0;
       for (int l = 0; l < 16; ++l) {
-        Lb[l] = static_cast<uint8_t>(std::clamp(nearest_int(xb[l] / ds), -32, 31) + 32);
-        const float diff = ds * static_cast<float>(Lb[l] - 32) - xb[l];
+        Lb[l] = static_cast<uint8_t>(std::clamp(nearest_int(xb[l] / ds), -nmax, nmax - 1) + nmax);
+        const float diff = ds * static_cast<float>(Lb[l] - nmax) - xb[l];
         err += (wb != nullptr ? wb[l] : 1.f) * diff * diff;
       }
       return err;
     };
     if (d * static_cast<float>(sc0) == 0) continue;  // the search's codes stay (as in llama.cpp)
-    float best = try_scale(sc0, L + 16 * ib);
-    for (int sc = std::max(-128, sc0 - kRefine); sc <= std::min(127, sc0 + kRefine); ++sc) {
+    float best = try_scale(sc0, b.L + 16 * ib);
+    for (int sc = std::max(-code, sc0 - kRefine); sc <= std::min(code - 1, sc0 + kRefine); ++sc) {
       uint8_t Lb[16];
       if (sc == sc0 || d * static_cast<float>(sc) == 0) continue;
       const float err = try_scale(sc, Lb);
       if (err < best) {
         best = err;
-        y->scales[ib] = static_cast<int8_t>(sc);
-        std::copy(Lb, Lb + 16, L + 16 * ib);
+        b.sc[ib] = sc;
+        std::copy(Lb, Lb + 16, b.L + 16 * ib);
       }
     }
   }
+  return b;
+}
+
+void quantize_q3_K(const float* x, kernels::BlockQ3_K* y, const float* imp) {
+  const SuperSym b = fit_sym(x, 4, 32, imp);
+  std::memset(y, 0, sizeof(*y));
+  y->d = b.d;
+  // Scale i + 32 (6 bits): low four in the nibbles of scales[0..7] (i < 8
+  // low, else high), top two at bits 2 (i / 4) of scales[8 + i % 4].
+  for (int i = 0; i < 16; ++i) {
+    const int l = b.sc[i] + 32;
+    y->scales[i % 8] |= static_cast<uint8_t>((l & 0xF) << (i < 8 ? 0 : 4));
+    y->scales[8 + i % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (i / 4)));
+  }
+  // Element e: its third bit (code >= 4) at bit e / 32 of hmask[e % 32], the
+  // low two bits packed as Q2_K's.
+  uint8_t L[kQK];
+  for (int e = 0; e < kQK; ++e) {
+    L[e] = b.L[e] & 3;
+    if (b.L[e] > 3) y->hmask[e % 32] |= static_cast<uint8_t>(1 << (e / 32));
+  }
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t* q = L + 128 * h + l;
+      y->qs[32 * h + l] = static_cast<uint8_t>(q[0] | (q[32] << 2) | (q[64] << 4) | (q[96] << 6));
+    }
+}
+
+void quantize_q6_K(const float* x, kernels::BlockQ6_K* y, const float* imp) {
+  const SuperSym b = fit_sym(x, 32, 128, imp);
+  std::memset(y, 0, sizeof(*y));
+  if (b.d == 0) return;  // all zero: every byte 0, as llama.cpp writes it
+  y->d = b.d;
+  for (int i = 0; i < 16; ++i) y->scales[i] = static_cast<int8_t>(b.sc[i]);
   // For half h, element 128h + 32c + l: low nibble in ql[64h + 32(c % 2) + l]
   // (c >= 2: the high nibble), top two bits at bits 2c of qh[32h + l].
   for (int h = 0; h < 2; ++h)
     for (int l = 0; l < 32; ++l) {
-      const uint8_t* q = L + 128 * h + l;
+      const uint8_t* q = b.L + 128 * h + l;
       y->ql[64 * h + l] = static_cast<uint8_t>((q[0] & 0xF) | ((q[64] & 0xF) << 4));
       y->ql[64 * h + 32 + l] = static_cast<uint8_t>((q[32] & 0xF) | ((q[96] & 0xF) << 4));
       y->qh[32 * h + l] = static_cast<uint8_t>((q[0] >> 4) | ((q[32] >> 4) << 2) | ((q[64] >> 4) << 4) | ((q[96] >> 4) << 6));
@@ -335,7 +438,7 @@ void quantize_q6_K(const float* x, kernels::BlockQ6_K* y, const float* imp) {
 }  // namespace
 
 bool is_k_quant(DType t) {
-  return t == DType::kQ2_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
+  return t == DType::kQ2_K || t == DType::kQ3_K || t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K;
 }
 
 void quantize_row_k(DType t, const float* x, uint8_t* dst, int64_t n, const float* importance) {
@@ -344,6 +447,7 @@ void quantize_row_k(DType t, const float* x, uint8_t* dst, int64_t n, const floa
     const float* ib = importance != nullptr ? importance + b * kQK : nullptr;
     switch (t) {
       case DType::kQ2_K: quantize_q2_K(xb, reinterpret_cast<kernels::BlockQ2_K*>(dst) + b, ib); break;
+      case DType::kQ3_K: quantize_q3_K(xb, reinterpret_cast<kernels::BlockQ3_K*>(dst) + b, ib); break;
       case DType::kQ4_K: quantize_q4_K(xb, reinterpret_cast<kernels::BlockQ4_K*>(dst) + b, ib); break;
       case DType::kQ5_K: quantize_q5_K(xb, reinterpret_cast<kernels::BlockQ5_K*>(dst) + b, ib); break;
       case DType::kQ6_K: quantize_q6_K(xb, reinterpret_cast<kernels::BlockQ6_K*>(dst) + b, ib); break;

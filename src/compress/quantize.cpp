@@ -51,6 +51,7 @@ uint32_t llama_file_type(DType t) {
     case DType::kQ8_0: return 7;
     case DType::kQ5_0: return 8;
     case DType::kQ2_K: return 10;
+    case DType::kQ3_K: return 12;  // Q3_K_M
     case DType::kQ4_K: return 15;  // LLAMA_FTYPE_MOSTLY_Q4_K_M, as llama-quantize --pure Q4_K writes
     case DType::kQ5_K: return 17;  // Q5_K_M
     case DType::kQ6_K: return 18;
@@ -184,7 +185,7 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
         f.name()));
   if (imatrix && !is_k_quant(f.type))
     return Status::InvalidArgument(fmt::format(
-        "[quantize] imatrix weights the k-quants' scale search (Q2_K, Q4_K, Q5_K, Q6_K), not {}", f.name()));
+        "[quantize] imatrix weights the k-quants' scale search (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), not {}", f.name()));
   if ((gptq_method || awq_method || imatrix) && opt.calib.empty())
     return Status::InvalidArgument(fmt::format("[quantize] {} needs a calibration text (--calib FILE)", opt.method));
   if (out_path.empty()) return Status::InvalidArgument("[quantize] no output path (--out)");

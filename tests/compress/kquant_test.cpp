@@ -1,4 +1,4 @@
-// The k-quant quantizers (Q2_K, Q4_K, Q5_K, Q6_K): hand-computed blocks read back
+// The k-quant quantizers (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K): hand-computed blocks read back
 // by the kernels' dequantizers, per tensor errors no worse than llama.cpp's
 // own files (../shared/data/models/quant-ref), and the importance-weighted
 // (imatrix) variant lowering the error where the importance is.
@@ -57,6 +57,29 @@ TEST(KQuant, Q2_KHandComputed) {
   for (int i = 0; i < 64; ++i) EXPECT_EQ(b.qs[i], (i % 4) * 0x55) << i;
   const auto y = dequant(DType::kQ2_K, q, 256);
   for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[i], x[i], 1e-2) << i;
+}
+
+TEST(KQuant, Q3_KHandComputed) {
+  // Sub-blocks of 16 holding l % 8 - 4: every one fits scale 1 exactly
+  // (codes x + 4), and d = -1/32 (F16 0xa800) maps scale 1 to the 6-bit
+  // code -32, stored 0: all 12 scale bytes zero.
+  std::vector<float> x(256);
+  for (int i = 0; i < 256; ++i) x[i] = static_cast<float>(i % 8 - 4);
+  std::vector<uint8_t> q(sizeof(kernels::BlockQ3_K));
+  quantize_row_k(DType::kQ3_K, x.data(), q.data(), 256, nullptr);
+  const auto& b = *reinterpret_cast<const kernels::BlockQ3_K*>(q.data());
+  EXPECT_EQ(b.d, 0xa800);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(b.scales[i], 0) << i;
+  // Code e % 8: the third bit (e % 8 >= 4) at bit e / 32 of hmask[e % 32],
+  // the low two as Q2_K's.
+  for (int m = 0; m < 32; ++m) EXPECT_EQ(b.hmask[m], m % 8 >= 4 ? 0xFF : 0x00) << m;
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(b.qs[i], (i % 4) * 0x55) << i;
+  const auto y = dequant(DType::kQ3_K, q, 256);
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(y[i], x[i]) << i;
+  // All zeros: every byte zero, as llama.cpp writes it.
+  std::vector<float> z(256, 0.f);
+  quantize_row_k(DType::kQ3_K, z.data(), q.data(), 256, nullptr);
+  for (uint8_t v : q) ASSERT_EQ(v, 0);
 }
 
 TEST(KQuant, Q4_KHandComputed) {
@@ -165,6 +188,7 @@ void expect_no_worse_than_llama_cpp(const std::string& type) {
 }
 
 TEST(KQuant, Q2_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q2_K"); }
+TEST(KQuant, Q3_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q3_K"); }
 TEST(KQuant, Q4_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q4_K"); }
 TEST(KQuant, Q5_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q5_K"); }
 TEST(KQuant, Q6_KNoWorseThanLlamaCpp) { expect_no_worse_than_llama_cpp("Q6_K"); }
@@ -177,7 +201,7 @@ TEST(KQuant, ImportanceLowersTheWeightedError) {
   std::vector<float> w(static_cast<size_t>(rows * n)), imp(static_cast<size_t>(n));
   for (float& v : w) v = 0.05f * td(rng);
   for (int64_t j = 0; j < n; ++j) imp[j] = (j % 7 == 3) ? 30.f : 1.f;
-  for (DType t : {DType::kQ2_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+  for (DType t : {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     double e_plain = 0, e_imp = 0;
     std::vector<uint8_t> q(row_bytes(t, n));
     std::vector<float> y(static_cast<size_t>(n));

@@ -69,10 +69,10 @@ void print_report(const slm::compress::QuantizeReport& r, const std::string& out
 
 QuantizeCommand::QuantizeCommand(CLI::App& app) {
   sub_ = app.add_subcommand("quantize", "Quantize a GGUF model (RTN, AWQ, GPTQ; imatrix for the k-quants) to GGUF "
-                                        "blocks: Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q4_K, Q5_K, Q6_K, int4 / int8 with groups");
+                                        "blocks: Q8_0, Q4_0, Q4_1, Q5_0, Q2_K..Q6_K, int4 / int8 with groups");
   CLI::App* s = sub_;
   s->add_option("model", model_, "GGUF model (F32, F16 or BF16 weights)")->required();
-  s->add_option("--type", type_, "Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q4_K, Q5_K, Q6_K; int8 (symmetric, in Q8_0 blocks) or int4 "
+  s->add_option("--type", type_, "Q8_0, Q4_0, Q4_1, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; int8 (symmetric, in Q8_0 blocks) or int4 "
                                  "(asymmetric, in Q4_1 blocks) with one scale per --group")->required();
   s->add_option("--group", group_, "int4 / int8: columns per scale, a multiple of 32 (default 0: the whole row)")
       ->check(CLI::NonNegativeNumber);

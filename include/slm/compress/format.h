@@ -2,7 +2,7 @@
 // that any GGUF reader loads them:
 //
 // - the GGUF types Q8_0, Q4_0, Q4_1, Q5_0 (ggml's reference rounding) and
-//   the k-quants Q2_K, Q4_K, Q5_K, Q6_K (kquant.h);
+//   the k-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (kquant.h);
 // - plain int8 and int4 with one scale per group of G columns (G a multiple
 //   of 32; 0: the whole row), as the GPTQ and AWQ papers quantize:
 //     int8: symmetric, x = d * q, q in [-127, 127], d = max|x| / 127: Q8_0
