@@ -42,8 +42,11 @@ fi
 if [[ $rows == *" kquant "* ]]; then
   for m in rtn imatrix; do
     file="$out/Q4_K-$m.gguf"
-    "$slm" quantize "$model" --type Q4_K --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1
-    if grep -q -- '-> Q4_K' "$file.log"; then row "Q4_K $m" "$file" "$file.log"; else echo "| Q4_K $m | no matrix has rows of whole 256-blocks | | | |"; fi
+    if "$slm" quantize "$model" --type Q4_K --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1; then
+      row "Q4_K $m" "$file" "$file.log"
+    else
+      echo "| Q4_K $m | no matrix has rows of whole 256-blocks | | | |"
+    fi
   done
 fi
 if [[ $rows == *" int4 "* ]]; then

@@ -195,6 +195,16 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
   SLM_ASSIGN_OR_RETURN(auto in, io::GgufFile::open(in_path));
   Calibration cal;
   const int64_t qk = f.block();
+  auto is_kept = [&](const std::string& name) {
+    return std::any_of(opt.keep.begin(), opt.keep.end(), [&](const std::string& k) { return name.rfind(k, 0) == 0; });
+  };
+  // A type no matrix can take would write the model back unchanged: refuse it.
+  if (std::none_of(in->tensors().begin(), in->tensors().end(), [&](const io::GgufFile::TensorInfo& ti) {
+        return ti.shape.size() >= 2 && ti.shape.back() % qk == 0 && !is_kept(ti.name);
+      }))
+    return Status::InvalidArgument(fmt::format(
+        "[quantize] no matrix of {} has rows of whole {}-value blocks (outside --keep): it cannot take {}", in_path, qk,
+        f.name()));
   // ggml's GGML_QNT_VERSION is 2.
   const std::vector<std::pair<std::string, uint32_t>> set_keys = {{"general.quantization_version", 2},
                                                                    {"general.file_type", llama_file_type(f.type)}};
@@ -205,7 +215,7 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
   };
   auto one = [&](const std::string& name, const TensorView& v, const InputStats* s, TensorPlan& p,
                  std::vector<float>* values) -> Result<std::optional<NewTensor>> {
-    const bool kept = std::any_of(opt.keep.begin(), opt.keep.end(), [&](const std::string& k) { return name.rfind(k, 0) == 0; });
+    const bool kept = is_kept(name);
     // Norms, biases, rows the blocks do not divide and kept tensors stay as they are...
     const bool quantize = v.shape.size() >= 2 && v.cols() % qk == 0 && !kept;
     // ...except where AWQ scales them: a reader's columns by s, its producer's rows by 1 / s.

@@ -232,7 +232,8 @@ TEST(QuantizeCli, WritesFileInfoShowsTypes) {
                                     std::pair{"--type int4 --group 48", "multiple of 32"},
                                     std::pair{"--type Q4_K --group 64", "only int4 and int8"},
                                     std::pair{"--type Q4_0 --method imatrix --calib /dev/null", "k-quants"},
-                                    std::pair{"--type Q4_K --method gptq --calib /dev/null", "not Q4_K"}}) {
+                                    std::pair{"--type Q4_K --method gptq --calib /dev/null", "not Q4_K"},
+                                    std::pair{"--type Q4_K --keep blk. token_embd output.", "cannot take Q4_K"}}) {
     err.clear();
     EXPECT_NE(test::run_command(test::slm_binary() + " quantize " + src + " " + flags + " --out " + out + " 2>&1", &err), 0);
     EXPECT_NE(err.find(want), std::string::npos) << flags << ": " << err;
