@@ -80,18 +80,24 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* L,
   return scale;
 }
 
-// Symmetric scale of n values on codes -nmax..nmax-1 (stored + nmax):
-// the one mapping the largest magnitude to -nmax, then 18 nearby inverse
-// scales, keeping the best weighted least-squares fit (llama.cpp's
-// make_qx_quants with rmse_type 1: weights x^2 unless w is given).
-float fit_scale_sym(int n, int nmax, const float* x, const float* w, uint8_t* L) {
+// The value of largest magnitude (the first of them), with its sign.
+float signed_max(int n, const float* x) {
   float max = 0, amax = 0;
   for (int i = 0; i < n; ++i)
     if (std::fabs(x[i]) > amax) {
       amax = std::fabs(x[i]);
       max = x[i];
     }
-  if (amax < kGroupMaxEps) {
+  return max;
+}
+
+// Symmetric scale of n values on codes -nmax..nmax-1 (stored + nmax):
+// the one mapping the largest magnitude to -nmax, then 18 nearby inverse
+// scales, keeping the best weighted least-squares fit (llama.cpp's
+// make_qx_quants with rmse_type 1: weights x^2 unless w is given).
+float fit_scale_sym(int n, int nmax, const float* x, const float* w, uint8_t* L) {
+  const float max = signed_max(n, x);
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0.f;
   }
@@ -281,13 +287,8 @@ void quantize_q5_K(const float* x, kernels::BlockQ5_K* y, const float* imp) {
 // -nmax..nmax-1 from the largest magnitude, then up to 5 rounds moving
 // single codes while the x^2-weighted least-squares fit improves.
 float fit_scale_q3(int n, int nmax, const float* x, uint8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i)
-    if (std::fabs(x[i]) > amax) {
-      amax = std::fabs(x[i]);
-      max = x[i];
-    }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_max(n, x);
+  if (std::fabs(max) < kGroupMaxEps) {
     std::fill(L, L + n, 0);
     return 0.f;
   }
