@@ -20,7 +20,7 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 // unpacked kPanelChunk blocks at a time into a scratch that stays in L1, then
 // dotted with every token; later chunks add to the outputs.
 // Chunks start at whole activation records (ActQ8x64: 2 blocks, ActQ8x256: 8).
-constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2;
+constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2, kPanelTokenGroup = 64;
 
 // GCC drops a loop of __builtin_prefetch as if it did nothing; asm keeps it.
 inline void prefetch(const uint8_t* p) {
@@ -42,7 +42,11 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
 #pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
   {
     alignas(64) uint8_t scratch[kPanelChunk * kPanelBlockBytes];
-#pragma omp for schedule(static)
+    // Long prompts go kPanelTokenGroup tokens at a time (each group packs the
+    // panels again), so a chunk's activations stay in L2.
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kPanelTokenGroup) {
+    const int64_t nt = std::min(kPanelTokenGroup, n_tok - t0);
+#pragma omp for schedule(static) nowait
     for (int64_t p = 0; p < n_panels; ++p) {
       const int64_t r0 = p * kPanelRows;
       const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
@@ -62,9 +66,10 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
           const int64_t q0 = n * q / 4, q1 = n * (q + 1) / 4;
           if (q1 > q0) pk.pack(base + r0 * wb, wb, nw, b0 + q0, q1 - q0, scratch + q0 * kPanelBlockBytes);
         }
-        pk.dot(n, scratch, nw, act + act_row_bytes(k.act_type, b0 * 32), act_stride, n_tok, y + r0, rows,
-               b0 > 0);
+        pk.dot(n, scratch, nw, act + t0 * act_stride + act_row_bytes(k.act_type, b0 * 32), act_stride, nt,
+               y + t0 * rows + r0, rows, b0 > 0);
       }
+    }
     }
   }
 }

@@ -45,83 +45,88 @@ inline __attribute__((always_inline)) void transpose16x4(const uint8_t* const* p
   t[3] = _mm512_unpackhi_epi64(t1, t3);
 }
 
-// The 16 rows' fp16 scales at ptr[r] + off as floats, zero past n_w rows.
-__m512 gather_scales(const uint8_t* base, __m512i row_off, int n_w) {
-  const __m512i h = _mm512_i32gather_epi32(row_off, base, 1);
-  const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
-  return _mm512_maskz_mov_ps(m, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
-}
-
-// Row pointers and their offsets from row 0 (rows past n_w repeat row 0:
-// they are read but their scales are zero).
+// Row pointers (rows past n_w repeat row 0: they are read, but their scales are zero).
 struct Rows {
   const uint8_t* ptr[kPanelRows];
-  __m512i off;
-  Rows(const void* w, int64_t w_stride, int n_w) {
-    alignas(64) int32_t o[kPanelRows];
-    for (int r = 0; r < kPanelRows; ++r) {
-      o[r] = r < n_w ? static_cast<int32_t>(r * w_stride) : 0;
-      ptr[r] = static_cast<const uint8_t*>(w) + o[r];
-    }
-    off = _mm512_load_si512(o);
+  __mmask16 live;
+  Rows(const void* w, int64_t w_stride, int n_w) : live(static_cast<__mmask16>((1u << n_w) - 1)) {
+    for (int r = 0; r < kPanelRows; ++r) ptr[r] = static_cast<const uint8_t*>(w) + (r < n_w ? r * w_stride : 0);
   }
 };
 
-// Unsigned weights v[8] (q + 2^shift) and the rows' scales -> the panel block.
-void store_block(uint8_t* dst, const __m512i v[8], __m512 d) {
-  for (int k = 0; k < 8; ++k) _mm512_store_si512(dst + 64 * k, v[k]);
-  _mm512_store_ps(dst + 512, d);
+// A field of type T at byte off of blocks [b0, b0 + n) of the 16 rows, as
+// out[b * 16 + r]: plain loads, row by row (a gather per block costs more).
+template <typename T>
+void row_fields(const Rows& rows, int64_t b0, int64_t n, int64_t block_bytes, int64_t off, T* out) {
+  for (int r = 0; r < kPanelRows; ++r) {
+    const uint8_t* p = rows.ptr[r] + b0 * block_bytes + off;
+    for (int64_t b = 0; b < n; ++b) std::memcpy(out + b * kPanelRows + r, p + b * block_bytes, sizeof(T));
+  }
+}
+
+// Q4_0, Q5_0, Q8_0: blocks [b0, b0 + nb), 16 at a time: the scales d of a
+// group read into a table first, then each block's 8 weight vectors from
+// Unpack (unsigned q + 2^shift), then its 16 scales as floats.
+constexpr int64_t kGroup = 16;
+template <typename Block, typename Unpack>
+void pack_blocks(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel, Unpack unpack) {
+  const Rows rows(w, w_stride, n_w);
+  alignas(64) uint16_t d[kGroup * kPanelRows];
+  for (int64_t g = 0; g < nb; g += kGroup) {
+    const int64_t n = std::min(kGroup, nb - g);
+    row_fields(rows, b0 + g, n, sizeof(Block), offsetof(Block, d), d);
+    for (int64_t b = 0; b < n; ++b) {
+      uint8_t* dst = panel + (g + b) * kPanelBlockBytes;
+      __m512i v[8];
+      unpack(rows, b0 + g, b, v);
+      for (int k = 0; k < 8; ++k) _mm512_store_si512(dst + 64 * k, v[k]);
+      const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + b * kPanelRows));
+      _mm512_store_ps(dst + 512, _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(h)));
+    }
+  }
 }
 
 // Q4_0: nibbles as stored (q + 8). Byte j of a block holds element j (low nibble) and j + 16 (high nibble).
 void pack_q4_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
-  const Rows rows(w, w_stride, n_w);
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ4_0));
-    __m512i t[4], v[8];
-    transpose16x4(rows.ptr, at + 2, t);
+  pack_blocks<BlockQ4_0>(w, w_stride, n_w, b0, nb, panel, [](const Rows& rows, int64_t g0, int64_t b, __m512i v[8]) {
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    __m512i t[4];
+    transpose16x4(rows.ptr, (g0 + b) * static_cast<int64_t>(sizeof(BlockQ4_0)) + offsetof(BlockQ4_0, qs), t);
     for (int c = 0; c < 4; ++c) {
       v[c] = _mm512_and_si512(t[c], low);
       v[4 + c] = _mm512_and_si512(_mm512_srli_epi32(t[c], 4), low);
     }
-    store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
-  }
+  });
 }
 
 // Q8_0: int8 + 128.
 void pack_q8_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
-  const Rows rows(w, w_stride, n_w);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ8_0));
-    __m512i v[8];
-    transpose16x4(rows.ptr, at + 2, v);
-    transpose16x4(rows.ptr, at + 18, v + 4);
-    for (auto& x : v) x = _mm512_xor_si512(x, flip);
-    store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
-  }
+  pack_blocks<BlockQ8_0>(w, w_stride, n_w, b0, nb, panel, [](const Rows& rows, int64_t g0, int64_t b, __m512i v[8]) {
+    const int64_t at = (g0 + b) * static_cast<int64_t>(sizeof(BlockQ8_0)) + offsetof(BlockQ8_0, qs);
+    transpose16x4(rows.ptr, at, v);
+    transpose16x4(rows.ptr, at + 16, v + 4);
+    for (int k = 0; k < 8; ++k) v[k] = _mm512_xor_si512(v[k], _mm512_set1_epi8(static_cast<char>(0x80)));
+  });
 }
 
 // Q5_0: nibble | fifth bit from qh (bit j for element j), as stored (q + 16).
 void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
-  const Rows rows(w, w_stride, n_w);
-  const __m512i low = _mm512_set1_epi8(0x0f);
-  for (int64_t b = 0; b < nb; ++b) {
-    const int64_t at = (b0 + b) * static_cast<int64_t>(sizeof(BlockQ5_0));
-    __m512i t[4], v[8];
-    transpose16x4(rows.ptr, at + 6, t);
-    const __m512i qh = _mm512_i32gather_epi32(rows.off, rows.ptr[0] + at + 2, 1);
+  alignas(64) uint32_t qh[kGroup * kPanelRows];
+  pack_blocks<BlockQ5_0>(w, w_stride, n_w, b0, nb, panel, [&](const Rows& rows, int64_t g0, int64_t b, __m512i v[8]) {
+    if (b == 0) row_fields(rows, g0, std::min(kGroup, b0 + nb - g0), sizeof(BlockQ5_0), offsetof(BlockQ5_0, qh), qh);
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    __m512i t[4];
+    transpose16x4(rows.ptr, (g0 + b) * static_cast<int64_t>(sizeof(BlockQ5_0)) + offsetof(BlockQ5_0, qs), t);
+    const __m512i h = _mm512_load_si512(qh + b * kPanelRows);
     for (int c = 0; c < 8; ++c) {
       // Bits 4c..4c+3 of qh to bit 4 of bytes 0..3: spread by a multiply, then mask.
-      const __m512i bits = _mm512_and_si512(_mm512_srli_epi32(qh, 4 * c), _mm512_set1_epi32(0xf));
+      const __m512i bits = _mm512_and_si512(_mm512_srli_epi32(h, 4 * c), _mm512_set1_epi32(0xf));
       const __m512i spread = _mm512_and_si512(_mm512_mullo_epi32(bits, _mm512_set1_epi32(0x00204081)),
                                               _mm512_set1_epi32(0x01010101));
       const __m512i nib = c < 4 ? _mm512_and_si512(t[c], low) : _mm512_and_si512(_mm512_srli_epi32(t[c - 4], 4), low);
       v[c] = _mm512_or_si512(nib, _mm512_slli_epi32(spread, 4));
     }
-    store_block(panel + b * kPanelBlockBytes, v, gather_scales(rows.ptr[0] + at, rows.off, n_w));
-  }
+  });
 }
 
 // Q4_K and Q5_K: each 32-element sub-block is a panel block, its quants
@@ -132,7 +137,7 @@ void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
 template <typename Block, bool kFifthBit>
 void pack_k4(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
-  const __mmask16 live = static_cast<__mmask16>((1u << n_w) - 1);
+  const __mmask16 live = rows.live;
   const __m512i low = _mm512_set1_epi8(0x0f);
   int64_t super = -1, pair = -1;
   __m512 dsc[8], dmn[8];
@@ -193,14 +198,15 @@ void pack_k4(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, u
 // once for its two sub-blocks.
 void pack_q6_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
-  const __mmask16 live = static_cast<__mmask16>((1u << n_w) - 1);
   const __m512i low = _mm512_set1_epi8(0x0f), two = _mm512_set1_epi8(3);
   for (int64_t s = b0 / 8; s * 8 < b0 + nb; ++s) {
     const int64_t at = s * static_cast<int64_t>(sizeof(BlockQ6_K));
     __m512i sc[4];  // byte k of sc[c] is the scale of 16-element group 4c + k
     transpose16x4(rows.ptr, at + offsetof(BlockQ6_K, scales), sc);
-    const __m512i dh = _mm512_i32gather_epi32(rows.off, rows.ptr[0] + at + offsetof(BlockQ6_K, d) - 2, 1);
-    const __m512 d = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dh, 16))));
+    alignas(32) uint16_t dh[kPanelRows];
+    row_fields(rows, s, 1, sizeof(BlockQ6_K), offsetof(BlockQ6_K, d), dh);
+    const __m512 d =
+        _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(dh))));
     for (int h = 0; h < 2; ++h) {
       const int64_t j_lo = std::max<int64_t>(8 * s + 4 * h, b0), j_hi = std::min<int64_t>(8 * s + 4 * h + 4, b0 + nb);
       if (j_lo >= j_hi) continue;
