@@ -1,10 +1,10 @@
 #!/bin/bash
 # The README's compression table: perplexity on held-out text and file size of
-# a GGUF model quantized (GGUF types with RTN, GPTQ, AWQ; Q4_K with RTN and
-# imatrix; int4 per row with RTN, GPTQ, AWQ) and pruned (magnitude, Wanda,
+# a GGUF model quantized (GGUF types with RTN, GPTQ, AWQ; Q4_K, Q3_K, Q2_K
+# with RTN and imatrix; int4 per row with RTN, GPTQ, AWQ) and pruned (magnitude, Wanda,
 # SparseGPT; 50% unstructured and 2:4; 25% of the feed-forward channels, heads
-# or layers), one markdown row each. Q4_K rows only where some matrix takes it
-# (rows of whole 256-blocks).
+# or layers), one markdown row each. The k-quant rows only where some matrix
+# takes them (rows of whole 256-blocks).
 # Usage: bench/compress_table.sh MODEL.gguf CALIB.txt TEST.txt CTX [QUANTIZE FLAGS, e.g. --keep token_embd output.]
 # Env: SLM (default build/slm), OUT (default /tmp/slm-compress), THREADS (default 2),
 #      ROWS (default "gguf kquant int4 prune structured": the groups of rows to run; F32 always).
@@ -40,13 +40,15 @@ if [[ $rows == *" gguf "* ]]; then
   done
 fi
 if [[ $rows == *" kquant "* ]]; then
-  for m in rtn imatrix; do
-    file="$out/Q4_K-$m.gguf"
-    if "$slm" quantize "$model" --type Q4_K --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1; then
-      row "Q4_K $m" "$file" "$file.log"
-    else
-      echo "| Q4_K $m | no matrix has rows of whole 256-blocks | | | |"
-    fi
+  for type in Q4_K Q3_K Q2_K; do
+    for m in rtn imatrix; do
+      file="$out/$type-$m.gguf"
+      if "$slm" quantize "$model" --type $type --method $m --calib "$calib" "$@" --out "$file" -t "$t" > "$file.log" 2>&1; then
+        row "$type $m" "$file" "$file.log"
+      else
+        echo "| $type $m | no matrix has rows of whole 256-blocks | | | |"
+      fi
+    done
   done
 fi
 if [[ $rows == *" int4 "* ]]; then
