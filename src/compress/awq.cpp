@@ -15,7 +15,8 @@ namespace {
 // The weights that read each site, by the site's suffix.
 const std::map<std::string, std::vector<std::string>>& readers() {
   static const std::map<std::string, std::vector<std::string>> kReaders = {
-      {"attn_in", {"attn_q", "attn_k", "attn_v"}}, {"ffn_in", {"ffn_gate", "ffn_up"}}, {"ffn_down", {"ffn_down"}}};
+      {"attn_in", {"attn_q", "attn_k", "attn_v"}}, {"ffn_in", {"ffn_gate", "ffn_up"}}, {"ffn_down", {"ffn_down"}},
+      {"output", {"output"}}};
   return kReaders;
 }
 
@@ -32,6 +33,7 @@ Result<std::map<std::string, AwqSite>> awq_search(const io::GgufFile& in, const 
     const std::string suffix = site.substr(site.rfind('.') + 1), prefix = site.substr(0, site.rfind('.') + 1);
     auto rd = readers().find(suffix);
     if (rd == readers().end() || stats.n_tok == 0) continue;
+    if (suffix == "output" && in.find_tensor("output.weight") == nullptr) continue;  // tied to the embedding
     struct W {
       std::vector<float> w;
       int64_t rows;

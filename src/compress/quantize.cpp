@@ -219,8 +219,8 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
     // Norms, biases, rows the blocks do not divide and kept tensors stay as they are...
     const bool quantize = v.shape.size() >= 2 && v.cols() % qk == 0 && !kept;
     // ...except where AWQ scales them: a reader's columns by s, its producer's rows by 1 / s.
-    const AwqSite* col_s = awq_site(input_site(name));
-    const AwqSite* row_s = nullptr;
+    const AwqSite* col_s = awq_site(name == "output.weight" ? "output" : input_site(name));
+    const AwqSite* row_s = awq_method && name == "output_norm.weight" ? awq_site("output") : nullptr;
     const size_t dot = name.find('.', 4);
     if (awq_method && name.rfind("blk.", 0) == 0 && dot != std::string::npos) {
       const std::string prefix = name.substr(0, dot + 1), rest = name.substr(dot + 1);
@@ -303,6 +303,7 @@ Result<QuantizeReport> quantize_gguf(const std::string& in_path, const std::stri
   }
   if (awq_method) {
     SLM_ASSIGN_OR_RETURN(awq, awq_search(*in, cal, f));
+    if (is_kept("output.weight")) awq.erase("output");  // a kept output layer takes no scales
   }
   return rewrite_gguf(*in, out_path, set_keys, with_sequential(seq, cal, one), cb);
 }

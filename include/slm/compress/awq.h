@@ -2,7 +2,8 @@
 // round-to-nearest. For each input site whose producer can absorb a
 // per-channel scale, the weights reading it are quantized as Q(W diag(s))
 // and the producer divides by s: attn_in and ffn_in fold into the RMSNorm
-// weight before them, ffn_down into ffn_up's rows (h = silu(gate) * up).
+// weight before them, ffn_down into ffn_up's rows (h = silu(gate) * up),
+// output (the output projection) into the final RMSNorm weight.
 // s_j = rms(x_j)^alpha (normalized by sqrt(max * min)), alpha searched on a
 // grid of 20 for the smallest summed relative output error on the
 // calibration Hessians (obs.h output_error); alpha = 0 is plain RTN, so the
