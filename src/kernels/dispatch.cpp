@@ -39,6 +39,7 @@ bool cpu_has(Isa isa) {
     ks.quantize_act[static_cast<int>(ActType::kQ8x32)] = quantize_act_q8x32_##isa;         \
     ks.axpy_f32 = axpy_f32_##isa;                                                          \
     ks.axpy_f16 = axpy_f16_##isa;                                                          \
+    ks.to_f16 = to_f16_##isa;                                                              \
     ks.rmsnorm = rmsnorm_##isa;                                                            \
     ks.swiglu = swiglu_##isa;                                                              \
   } while (0)

@@ -24,6 +24,7 @@ namespace slm::kernels {
   void quantize_act_q8x32_##isa(const float* x, void* act, int64_t n);     \
   void axpy_f32_##isa(int64_t n, float a, const void* x, float* y);        \
   void axpy_f16_##isa(int64_t n, float a, const void* x, float* y);       \
+  void to_f16_##isa(const float* x, uint16_t* y, int64_t n);               \
   void rmsnorm_##isa(const float* x, const float* w, float eps, float* out, int64_t n); \
   void swiglu_##isa(const float* gate, const float* up, float* out, int64_t n);
 

@@ -165,6 +165,13 @@ void axpy_f16_avx2(int64_t n, float a, const void* x, float* y) {
   for (; i < n; ++i) y[i] += a * half_to_float(v[i]);
 }
 
+void to_f16_avx2(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = static_cast<uint16_t>(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
 namespace {
 
 // Tiles for prompt processing on AVX2 (16 registers): sub-tiles of at most

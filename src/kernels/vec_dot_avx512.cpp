@@ -297,6 +297,13 @@ void axpy_f16_avx512(int64_t n, float a, const void* x, float* y) {
   for (; i < n; ++i) y[i] += a * half_to_float(v[i]);
 }
 
+void to_f16_avx512(const float* x, uint16_t* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) y[i] = static_cast<uint16_t>(_cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT));
+}
+
 void quantize_act_q8x64_avx512(const float* x, void* act, int64_t n) {
   auto* y = static_cast<ActQ8x64*>(act);
   const int64_t nb = n / 32;

@@ -98,6 +98,10 @@ void axpy_f16_ref(int64_t n, float a, const void* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(v[i]);
 }
 
+void to_f16_ref(const float* x, uint16_t* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
+}
+
 void quantize_act_q8x32_ref(const float* x, void* act, int64_t n) {
   auto* y = static_cast<ActQ8x32*>(act);
   for (int64_t b = 0; b < n / 32; ++b) {

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "slm/core/assert.h"
-#include "slm/core/half.h"
+#include "slm/kernels/ops.h"
 
 namespace slm::model {
 
@@ -74,12 +74,8 @@ void KvCache::store_row(size_t o, const float* k, const float* v) {
     std::memcpy(v_.get() + o, v, row_bytes_);
     return;
   }
-  auto* kd = reinterpret_cast<uint16_t*>(k_.get() + o);
-  auto* vd = reinterpret_cast<uint16_t*>(v_.get() + o);
-  for (int64_t i = 0; i < kv_dim_; ++i) {
-    kd[i] = f32_to_f16(k[i]);
-    vd[i] = f32_to_f16(v[i]);
-  }
+  kernels::to_f16(k, reinterpret_cast<uint16_t*>(k_.get() + o), kv_dim_);
+  kernels::to_f16(v, reinterpret_cast<uint16_t*>(v_.get() + o), kv_dim_);
 }
 
 }  // namespace slm::model

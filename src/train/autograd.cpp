@@ -45,7 +45,6 @@ TensorView f32_view(const float* data, int64_t rows, int64_t cols) {
   t.nbytes = static_cast<size_t>(rows * cols) * sizeof(float);
   return t;
 }
-TensorView f32_view(const double*, int64_t, int64_t) { return {}; }  // never called: double uses BLAS
 
 // Loops over this many elements or more are split over threads.
 constexpr int64_t kParallelMin = 1 << 14;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <iterator>
 #include <random>
 
 #include "slm/kernels/dispatch.h"
@@ -39,6 +40,23 @@ TEST(Ops, RmsNormAndSwigluMatchReference) {
       EXPECT_LT(nmse(got, want), 1e-12) << isa_name(ks.isa) << " swiglu n=" << n;
       for (int64_t i = 0; i < n; ++i) ASSERT_TRUE(std::isfinite(got[i])) << isa_name(ks.isa) << " at " << i;
     }
+  }
+}
+
+TEST(Ops, ToF16RoundsAsTheReference) {
+  std::mt19937 rng(9);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(1003);
+  for (auto& e : x) e = nd(rng) * std::exp2(static_cast<float>(static_cast<int>(rng() % 40) - 24));
+  // Ties, subnormals, overflow, infinities, zeros.
+  const float special[] = {1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 6e-8f, 3e-5f, -7e-6f, 65504.0f, 65520.0f,
+                           70000.0f, -1e9f, INFINITY, -INFINITY, 0.0f, -0.0f};
+  for (size_t i = 0; i < std::size(special); ++i) x[i] = special[i];
+  std::vector<uint16_t> want(x.size()), got(x.size());
+  kernel_set(Isa::kRef).to_f16(x.data(), want.data(), static_cast<int64_t>(x.size()));
+  for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+    kernel_set(isa).to_f16(x.data(), got.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], want[i]) << isa_name(isa) << " x=" << x[i];
   }
 }
 
