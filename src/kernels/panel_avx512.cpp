@@ -241,10 +241,72 @@ void pack_q6_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   }
 }
 
-// A activation rows (ActQ8x64, starting at an even block) against a packed
-// panel of nb blocks of weights q + 2^kShift: out[j * out_stride + i] (+)=
-// dot(row i, activation j) for i < n_w.
-template <int kShift, int A>
+// How a panel block b (weights v, per-row floats at p + 512 and p + 576)
+// meets one activation row: acc + its contribution.
+// Q4_0, Q5_0, Q8_0 (weights q + 2^kShift) against ActQ8x64: block b is half h
+// of record b / 2, its elements 4k..4k+3 at byte 16h + 4k (k < 4) or
+// 32 + 16h + 4(k - 4); dw * d_a * (v . a - 2^kShift * sum(a)).
+template <int kShift>
+struct RuleQ8x64 {
+  static __m512 add(__m512 acc, const __m512i v[8], const uint8_t* p, const uint8_t* act, int64_t b) {
+    const auto* y = reinterpret_cast<const ActQ8x64*>(act) + b / 2;
+    const int h = static_cast<int>(b & 1);
+    // Four activation bytes to every lane, straight from memory.
+    auto bcast = [&](int k) {
+      return _mm512_broadcastd_epi32(_mm_loadu_si32(y->qs + (k < 4 ? 16 * h + 4 * k : 32 + 16 * h + 4 * (k - 4))));
+    };
+    __m512i s0 = _mm512_set1_epi32(y->block_neg_sum[h] * (1 << kShift)), s1 = _mm512_setzero_si512();
+    for (int k = 0; k < 8; k += 2) {  // two chains, so the dots need not wait on each other
+      s0 = _mm512_dpbusd_epi32(s0, v[k], bcast(k));
+      s1 = _mm512_dpbusd_epi32(s1, v[k + 1], bcast(k + 1));
+    }
+    const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+    return _mm512_fmadd_ps(s, _mm512_mul_ps(_mm512_load_ps(p + 512), _mm512_set1_ps(y->d[4 * h])), acc);
+  }
+};
+
+// The k-quants against ActQ8x256: sub-block j = b % 8 of record b / 8; the
+// integer dots of its two 16-element halves, then the type's finish.
+struct SubBlock {
+  const ActQ8x256* y;
+  int j;
+  __m512i lo, hi;
+  SubBlock(const __m512i v[8], const uint8_t* act, int64_t b)
+      : y(reinterpret_cast<const ActQ8x256*>(act) + b / 8), j(static_cast<int>(b % 8)) {
+    const int8_t* q = y->qs + 32 * j;
+    auto bcast = [&](int k) { return _mm512_broadcastd_epi32(_mm_loadu_si32(q + 4 * k)); };
+    lo = hi = _mm512_setzero_si512();
+    for (int k = 0; k < 4; ++k) {
+      lo = _mm512_dpbusd_epi32(lo, v[k], bcast(k));
+      hi = _mm512_dpbusd_epi32(hi, v[k + 4], bcast(k + 4));
+    }
+  }
+};
+// Q4_K, Q5_K: d * scale times the dot minus dmin * min times the activations' sum.
+struct RuleQ4_K {
+  static __m512 add(__m512 acc, const __m512i v[8], const uint8_t* p, const uint8_t* act, int64_t b) {
+    const SubBlock x(v, act, b);
+    const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x.lo, x.hi)), _mm512_set1_ps(x.y->d));
+    const float sum = x.y->d * static_cast<float>(x.y->bsums[2 * x.j] + x.y->bsums[2 * x.j + 1]);
+    return _mm512_fnmadd_ps(_mm512_load_ps(p + 576), _mm512_set1_ps(sum), _mm512_fmadd_ps(_mm512_load_ps(p + 512), s, acc));
+  }
+};
+// Q6_K: per half, d * scale times (the dot minus 32 times the activations' sum).
+struct RuleQ6_K {
+  static __m512 add(__m512 acc, const __m512i v[8], const uint8_t* p, const uint8_t* act, int64_t b) {
+    const SubBlock x(v, act, b);
+    const __m512 slo = _mm512_cvtepi32_ps(_mm512_sub_epi32(x.lo, _mm512_set1_epi32(32 * x.y->bsums[2 * x.j])));
+    const __m512 shi = _mm512_cvtepi32_ps(_mm512_sub_epi32(x.hi, _mm512_set1_epi32(32 * x.y->bsums[2 * x.j + 1])));
+    const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(p + 512), slo, _mm512_mul_ps(_mm512_load_ps(p + 576), shi));
+    return _mm512_fmadd_ps(t, _mm512_set1_ps(x.y->d), acc);
+  }
+};
+
+// A activation rows (act_stride bytes apart, from the record of the panel's
+// first block) against a packed panel of nb blocks: out[j * out_stride + i]
+// (+)= dot(row i, activation j) for i < n_w. Each block's vectors are loaded
+// once for the A rows.
+template <typename Rule, int A>
 void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
                int64_t out_stride, bool accumulate) {
   __m512 acc[A];
@@ -253,24 +315,7 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
     const uint8_t* p = panel + b * kPanelBlockBytes;
     __m512i v[8];
     for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
-    const __m512 dw = _mm512_load_ps(p + 512);
-    // Block b of an ActQ8x64 run: record b / 2, half h; its elements 4k..4k+3
-    // sit at byte 16h + 4k (k < 4) or 32 + 16h + 4(k - 4).
-    const int h = static_cast<int>(b & 1);
-    for (int j = 0; j < A; ++j) {
-      const auto* y = reinterpret_cast<const ActQ8x64*>(act + j * act_stride) + b / 2;
-      // Four activation bytes to every lane, straight from memory.
-      auto bcast = [&](int k) {
-        return _mm512_broadcastd_epi32(_mm_loadu_si32(y->qs + (k < 4 ? 16 * h + 4 * k : 32 + 16 * h + 4 * (k - 4))));
-      };
-      __m512i s0 = _mm512_set1_epi32(y->block_neg_sum[h] * (1 << kShift)), s1 = _mm512_setzero_si512();
-      for (int k = 0; k < 8; k += 2) {  // two chains, so the dots need not wait on each other
-        s0 = _mm512_dpbusd_epi32(s0, v[k], bcast(k));
-        s1 = _mm512_dpbusd_epi32(s1, v[k + 1], bcast(k + 1));
-      }
-      const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-      acc[j] = _mm512_fmadd_ps(s, _mm512_mul_ps(dw, _mm512_set1_ps(y->d[4 * h])), acc[j]);
-    }
+    for (int j = 0; j < A; ++j) acc[j] = Rule::add(acc[j], v, p, act + j * act_stride, b);
   }
   const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
   for (int j = 0; j < A; ++j) {
@@ -280,73 +325,21 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
   }
 }
 
-// A activation rows (ActQ8x256, starting at a super-block) against a
-// k-quant panel: per sub-block, the integer dots of its two 16-element halves
-// (lo, hi), finished by the type's Rule with the panel block's two float
-// vectors and the activation record.
-// Q4_K, Q5_K: d * scale times the dot minus dmin * min times the activations' sum.
-struct RuleQ4_K {
-  static __m512 add(__m512 acc, __m512i lo, __m512i hi, const uint8_t* p, const ActQ8x256& y, int j) {
-    const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo, hi)), _mm512_set1_ps(y.d));
-    const float sum = y.d * static_cast<float>(y.bsums[2 * j] + y.bsums[2 * j + 1]);
-    return _mm512_fnmadd_ps(_mm512_load_ps(p + 576), _mm512_set1_ps(sum), _mm512_fmadd_ps(_mm512_load_ps(p + 512), s, acc));
-  }
-};
-// Q6_K: per half, d * scale times (the dot minus 32 times the activations' sum).
-struct RuleQ6_K {
-  static __m512 add(__m512 acc, __m512i lo, __m512i hi, const uint8_t* p, const ActQ8x256& y, int j) {
-    const __m512 slo = _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, _mm512_set1_epi32(32 * y.bsums[2 * j])));
-    const __m512 shi = _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, _mm512_set1_epi32(32 * y.bsums[2 * j + 1])));
-    const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(p + 512), slo, _mm512_mul_ps(_mm512_load_ps(p + 576), shi));
-    return _mm512_fmadd_ps(t, _mm512_set1_ps(y.d), acc);
-  }
-};
-
-template <typename Rule, int A>
-void dot_chunk_k(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
-                 int64_t out_stride, bool accumulate) {
-  __m512 acc[A];
-  for (auto& a : acc) a = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* p = panel + b * kPanelBlockBytes;
-    __m512i v[8];
-    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
-    const int j = static_cast<int>(b % 8);
-    for (int t = 0; t < A; ++t) {
-      const auto* y = reinterpret_cast<const ActQ8x256*>(act + t * act_stride) + b / 8;
-      const int8_t* q = y->qs + 32 * j;
-      auto bcast = [&](int k) { return _mm512_broadcastd_epi32(_mm_loadu_si32(q + 4 * k)); };
-      __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-      for (int k = 0; k < 4; ++k) {
-        lo = _mm512_dpbusd_epi32(lo, v[k], bcast(k));
-        hi = _mm512_dpbusd_epi32(hi, v[k + 4], bcast(k + 4));
-      }
-      acc[t] = Rule::add(acc[t], lo, hi, p, *y, j);
-    }
-  }
-  const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
-  for (int t = 0; t < A; ++t) {
-    float* o = out + t * out_stride;
-    const __m512 r = accumulate ? _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(m, o)) : acc[t];
-    _mm512_mask_storeu_ps(o, m, r);
-  }
-}
-
 // All n_act activation rows, kPanelTokens at a time.
-template <template <int> class Chunk>
+template <typename Rule>
 void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
               float* out, int64_t out_stride, bool accumulate) {
   const auto* a = static_cast<const uint8_t*>(act);
   int64_t j = 0;
   for (; j + kPanelTokens <= n_act; j += kPanelTokens)
-    Chunk<kPanelTokens>::run(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride, out_stride,
-                             accumulate);
+    dot_chunk<Rule, kPanelTokens>(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride, out_stride,
+                                  accumulate);
   const auto* aj = a + j * act_stride;
   float* oj = out + j * out_stride;
   switch (n_act - j) {
     case 0: break;
 #define SLM_PANEL_TAIL(t) \
-  case t: Chunk<t>::run(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
+  case t: dot_chunk<Rule, t>(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
     SLM_PANEL_TAIL(1) SLM_PANEL_TAIL(2) SLM_PANEL_TAIL(3) SLM_PANEL_TAIL(4)
     SLM_PANEL_TAIL(5) SLM_PANEL_TAIL(6) SLM_PANEL_TAIL(7)
 #undef SLM_PANEL_TAIL
@@ -354,34 +347,13 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_
   static_assert(kPanelTokens == 8);
 }
 
-template <int kShift>
-struct ChunkQ8x64 {
-  template <int A>
-  struct K {
-    static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
-                    int64_t out_stride, bool accumulate) {
-      dot_chunk<kShift, A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
-    }
-  };
-};
-template <typename Rule>
-struct ChunkQ8x256 {
-  template <int A>
-  struct K {
-    static void run(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
-                    int64_t out_stride, bool accumulate) {
-      dot_chunk_k<Rule, A>(nb, panel, n_w, act, act_stride, out, out_stride, accumulate);
-    }
-  };
-};
-
 }  // namespace
 
-const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<ChunkQ8x64<3>::K>};
-const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<ChunkQ8x64<7>::K>};
-const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<ChunkQ8x64<4>::K>};
-const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
-const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<ChunkQ8x256<RuleQ4_K>::K>};
-const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<ChunkQ8x256<RuleQ6_K>::K>};
+const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<RuleQ8x64<3>>};
+const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<RuleQ8x64<7>>};
+const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<RuleQ8x64<4>>};
+const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>};
+const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<RuleQ4_K>};
+const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<RuleQ6_K>};
 
 }  // namespace slm::kernels
