@@ -6,14 +6,14 @@
 // the k-quants' scale search of kquant.h); imatrix (the k-quants' search
 // weighted by each input channel's mean square on a calibration text,
 // llama.cpp's importance matrix); gptq (obs.h) for the blocks' matrix
-// products, from Hessians of a calibration text (calibrate.h), the other
-// 2-D tensors (embeddings, output) round to nearest; awq (awq.h) scales
-// before rounding to nearest. Type choice per tensor, as llama-quantize
+// products and the output projection, from Hessians of a calibration text
+// (calibrate.h), the embeddings round to nearest; awq (awq.h) scales and
+// clips before rounding to nearest. Type choice per tensor, as llama-quantize
 // --pure does it (and as the reference files in
 // ../shared/data/models/quant-ref were made): every 2-D weight whose row
 // length is a multiple of the block size gets the target type, token
 // embedding and output projection included; 1-D tensors (norms, biases)
-// keep their type (F32). All metadata is copied; general.file_type and
+// keep their type (F32); a type no matrix can take is an error. All metadata is copied; general.file_type and
 // general.quantization_version are set for the new type. Keys and tensors are
 // written in llama-quantize's order (tensors outside the blocks, then block by
 // block, by name), so the files equal its output byte for byte. The output is
