@@ -97,10 +97,11 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
     matmul_panels(k, w, a, ab, n_tok, y);
     return;
   }
+  const auto* base = static_cast<const uint8_t*>(w.data);
   if (k.dot_tile == nullptr || n_tok == 1) {
 #pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
     for (int64_t r = 0; r < rows; ++r)
-      for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, w.row(r), a + t * ab);
+      for (int64_t t = 0; t < n_tok; ++t) y[t * rows + r] = k.vec_dot(cols, base + r * wb, a + t * ab);
     return;
   }
   const int64_t n_tiles = (rows + kTileW - 1) / kTileW;
@@ -111,7 +112,7 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
     for (int64_t t = 0; t < n_tok; t += kTileA) {
       const int na = static_cast<int>(std::min<int64_t>(kTileA, n_tok - t));
       float out[kTileW * kTileA];
-      k.dot_tile(cols, w.row(r0), wb, nw, a + t * ab, ab, na, out);
+      k.dot_tile(cols, base + r0 * wb, wb, nw, a + t * ab, ab, na, out);
       for (int i = 0; i < nw; ++i)
         for (int j = 0; j < na; ++j) y[(t + j) * rows + r0 + i] = out[i * na + j];
     }
