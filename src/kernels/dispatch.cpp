@@ -40,6 +40,7 @@ bool cpu_has(Isa isa) {
     ks.axpy_f32 = axpy_f32_##isa;                                                          \
     ks.axpy_f16 = axpy_f16_##isa;                                                          \
     ks.to_f16 = to_f16_##isa;                                                              \
+    ks.exp_sum = exp_sum_##isa;                                                            \
     ks.rmsnorm = rmsnorm_##isa;                                                            \
     ks.swiglu = swiglu_##isa;                                                              \
   } while (0)

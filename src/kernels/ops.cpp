@@ -164,6 +164,8 @@ void swiglu(const float* gate, const float* up, float* out, int64_t n) { kernels
 
 void to_f16(const float* x, uint16_t* y, int64_t n) { kernels().to_f16(x, y, n); }
 
+double exp_sum(const float* x, float shift, float* out, int64_t n) { return kernels().exp_sum(x, shift, out, n); }
+
 void rope_table(int64_t n_rot, int64_t pos, const float* freqs, float* cs) {
   for (int64_t i = 0; i < n_rot / 2; ++i) {
     const float angle = static_cast<float>(pos) * freqs[i];

@@ -25,6 +25,7 @@ namespace slm::kernels {
   void axpy_f32_##isa(int64_t n, float a, const void* x, float* y);        \
   void axpy_f16_##isa(int64_t n, float a, const void* x, float* y);       \
   void to_f16_##isa(const float* x, uint16_t* y, int64_t n);               \
+  double exp_sum_##isa(const float* x, float shift, float* out, int64_t n); \
   void rmsnorm_##isa(const float* x, const float* w, float eps, float* out, int64_t n); \
   void swiglu_##isa(const float* gate, const float* up, float* out, int64_t n);
 

@@ -413,6 +413,24 @@ void rmsnorm_avx2(const float* x, const float* w, float eps, float* out, int64_t
   for (; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
+double exp_sum_avx2(const float* x, float shift, float* out, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(shift), lo = _mm256_set1_ps(-87.0f);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(x + i), vs);
+    const __m256 e = _mm256_and_ps(exp256(d), _mm256_cmp_ps(d, lo, _CMP_GE_OQ));
+    _mm256_storeu_ps(out + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  double sum = hsum256(acc);
+  for (; i < n; ++i) {
+    const float d = x[i] - shift;
+    sum += out[i] = !(d >= -87.0f) ? 0.0f : expf(d);  // NaN (-inf - -inf) too
+  }
+  return sum;
+}
+
 void swiglu_avx2(const float* gate, const float* up, float* out, int64_t n) {
   int64_t i = 0;
   const __m256 one = _mm256_set1_ps(1.0f);

@@ -369,6 +369,24 @@ void rmsnorm_avx512(const float* x, const float* w, float eps, float* out, int64
   for (; i < n; ++i) out[i] = x[i] * scale * w[i];
 }
 
+double exp_sum_avx512(const float* x, float shift, float* out, int64_t n) {
+  const __m512 vs = _mm512_set1_ps(shift), lo = _mm512_set1_ps(-87.0f);
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 d = _mm512_sub_ps(_mm512_loadu_ps(x + i), vs);
+    const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(d, lo, _CMP_GE_OQ), exp512(d));
+    _mm512_storeu_ps(out + i, e);
+    acc = _mm512_add_ps(acc, e);
+  }
+  double sum = _mm512_reduce_add_ps(acc);
+  for (; i < n; ++i) {
+    const float d = x[i] - shift;
+    sum += out[i] = !(d >= -87.0f) ? 0.0f : expf(d);  // NaN (-inf - -inf) too
+  }
+  return sum;
+}
+
 void swiglu_avx512(const float* gate, const float* up, float* out, int64_t n) {
   int64_t i = 0;
   const __m512 one = _mm512_set1_ps(1.0f);

@@ -98,6 +98,15 @@ void axpy_f16_ref(int64_t n, float a, const void* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(v[i]);
 }
 
+double exp_sum_ref(const float* x, float shift, float* out, int64_t n) {
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] - shift;
+    sum += out[i] = !(d >= -87.0f) ? 0.0f : expf(d);  // NaN (-inf - -inf) too
+  }
+  return sum;
+}
+
 void to_f16_ref(const float* x, uint16_t* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
 }

@@ -5,6 +5,8 @@
 #include <limits>
 #include <unordered_set>
 
+#include "slm/kernels/ops.h"
+
 namespace slm::sample {
 
 Status SamplerConfig::validate() const {
@@ -20,6 +22,28 @@ Status SamplerConfig::validate() const {
   return Status::Ok();
 }
 
+namespace {
+
+// The first i with p[0] + ... + p[i] > r (n - 1 if none): whole blocks of 64
+// are skipped by their sums (eight running sums each, so they vectorize).
+size_t first_past(const float* p, size_t n, double r) {
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    float s[8] = {};
+    for (size_t k = 0; k < 64; ++k) s[k % 8] += p[i + k];
+    const double block = (static_cast<double>(s[0]) + s[1] + s[2] + s[3]) + (static_cast<double>(s[4]) + s[5] + s[6] + s[7]);
+    if (r < block) break;
+    r -= block;
+  }
+  for (; i < n; ++i) {
+    r -= p[i];
+    if (r < 0) return i;
+  }
+  return n - 1;
+}
+
+}  // namespace
+
 Sampler::Sampler(const SamplerConfig& c) : c_(c), rng_(c.seed) {}
 
 double Sampler::uniform() { return static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0); }
@@ -31,72 +55,70 @@ void Sampler::accept(int32_t token) {
 }
 
 int32_t Sampler::sample(const float* logits, int64_t n_vocab) {
-  cand_.resize(static_cast<size_t>(n_vocab));
   // NaN (from a corrupt weight, say) would break the orderings below: never pick it.
-  for (int64_t i = 0; i < n_vocab; ++i)
-    cand_[i] = {std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i], static_cast<int32_t>(i)};
+  z_.resize(static_cast<size_t>(n_vocab));
+  for (int64_t i = 0; i < n_vocab; ++i) z_[i] = std::isnan(logits[i]) ? -std::numeric_limits<float>::infinity() : logits[i];
   if (c_.repeat_penalty != 1.0f) {
     std::unordered_set<int32_t> seen(recent_.begin(), recent_.end());
     for (int32_t t : seen) {
       if (t < 0 || t >= n_vocab) continue;
-      float& l = cand_[t].first;
+      float& l = z_[t];
       l = l > 0 ? l / c_.repeat_penalty : l * c_.repeat_penalty;
     }
   }
-  int32_t pick;
   if (c_.temperature <= 0) {
     // Greedy: the first of equal maxima, so ties break the same way everywhere.
-    pick = std::max_element(cand_.begin(), cand_.end(),
-                            [](const auto& a, const auto& b) { return a.first < b.first; })->second;
-  } else {
-    for (auto& cd : cand_) cd.first /= c_.temperature;
+    const int32_t pick = static_cast<int32_t>(std::max_element(z_.begin(), z_.end()) - z_.begin());
+    accept(pick);
+    return pick;
+  }
+  for (float& l : z_) l /= c_.temperature;
+  // The candidates: every token in vocabulary order (nothing trims the
+  // distribution: the server's default), or the survivors of top-k sorted
+  // largest first, for top-p and min-p to cut.
+  const bool trim = (c_.top_k > 0 && c_.top_k < n_vocab) || c_.top_p < 1.0f || c_.min_p > 0;
+  size_t n = z_.size();
+  const float* z = z_.data();
+  if (trim) {
+    cand_.resize(n);
+    for (size_t i = 0; i < n; ++i) cand_[i] = {z_[i], static_cast<int32_t>(i)};
     auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-    size_t n = cand_.size();
     if (c_.top_k > 0 && static_cast<size_t>(c_.top_k) < n) {
       std::partial_sort(cand_.begin(), cand_.begin() + c_.top_k, cand_.end(), by_logit);
       n = static_cast<size_t>(c_.top_k);
-    } else if (c_.top_p < 1.0f || c_.min_p > 0) {
-      std::sort(cand_.begin(), cand_.end(), by_logit);
     } else {
-      // Nothing trims the distribution (the server's default): no sort, only
-      // the largest logit in front, where the softmax below expects it.
-      std::iter_swap(cand_.begin(), std::min_element(cand_.begin(), cand_.end(), by_logit));
+      std::sort(cand_.begin(), cand_.end(), by_logit);
     }
-    // Softmax over the survivors (largest first).
-    const float mx = cand_[0].first;
-    std::vector<double> p(n);
-    double sum = 0;
-    for (size_t i = 0; i < n; ++i) sum += p[i] = std::exp(static_cast<double>(cand_[i].first - mx));
-    for (auto& x : p) x /= sum;
-    if (c_.top_p < 1.0f) {
-      double cum = 0;
-      size_t keep = n;
-      for (size_t i = 0; i < n; ++i) {
-        cum += p[i];
-        if (cum >= c_.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-      n = keep;
-    }
-    if (c_.min_p > 0) {
-      size_t keep = 1;
-      while (keep < n && p[keep] >= c_.min_p * p[0]) ++keep;
-      n = keep;
-    }
-    double total = 0;
-    for (size_t i = 0; i < n; ++i) total += p[i];
-    double r = uniform() * total;
-    pick = cand_[n - 1].second;
+    for (size_t i = 0; i < n; ++i) z_[i] = cand_[i].first;
+  }
+  auto token = [&](size_t i) { return trim ? cand_[i].second : static_cast<int32_t>(i); };
+  // Softmax numerators, in SIMD (the vocabulary is 32k to 150k tokens for
+  // real models: in double, one at a time, this cost as much as a small
+  // model's forward pass).
+  p_.resize(n);
+  const float mx = *std::max_element(z, z + n);
+  double sum = kernels::exp_sum(z, mx, p_.data(), static_cast<int64_t>(n));
+  if (c_.top_p < 1.0f) {
+    double cum = 0;
     for (size_t i = 0; i < n; ++i) {
-      r -= p[i];
-      if (r < 0) {
-        pick = cand_[i].second;
+      cum += p_[i];
+      if (cum >= c_.top_p * sum) {
+        n = i + 1;
         break;
       }
     }
   }
+  if (c_.min_p > 0) {
+    size_t keep = 1;
+    while (keep < n && p_[keep] >= c_.min_p * p_[0]) ++keep;
+    n = keep;
+  }
+  double total = sum;
+  if (n < p_.size()) {
+    total = 0;
+    for (size_t i = 0; i < n; ++i) total += p_[i];
+  }
+  const int32_t pick = token(first_past(p_.data(), n, uniform() * total));
   accept(pick);
   return pick;
 }

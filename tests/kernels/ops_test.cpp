@@ -2,6 +2,7 @@
 // against their scalar references, on odd sizes, for every ISA this CPU has.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iterator>
 #include <random>
@@ -57,6 +58,28 @@ TEST(Ops, ToF16RoundsAsTheReference) {
   for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
     kernel_set(isa).to_f16(x.data(), got.data(), static_cast<int64_t>(x.size()));
     for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], want[i]) << isa_name(isa) << " x=" << x[i];
+  }
+}
+
+TEST(Ops, ExpSumMatchesReference) {
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.0f, 8.0f);
+  for (int64_t n : {1, 7, 16, 33, 1001, 32000}) {
+    std::vector<float> x(n), want(n), got(n);
+    for (auto& e : x) e = nd(rng);
+    x[0] = -INFINITY;  // a masked token: exactly 0 (alone: -inf - -inf, still 0)
+    if (n > 2) x[2] = -200.0f;
+    const float mx = *std::max_element(x.begin(), x.end());
+    const double sw = kernel_set(Isa::kRef).exp_sum(x.data(), mx, want.data(), n);
+    for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+      const double sg = kernel_set(isa).exp_sum(x.data(), mx, got.data(), n);
+      EXPECT_NEAR(sg, sw, 1e-6 * sw) << isa_name(isa) << " n=" << n;
+      EXPECT_EQ(got[0], 0.0f);
+      if (n > 2) {
+        EXPECT_EQ(got[2], 0.0f);
+      }
+      for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(got[i], want[i], 4e-6f * want[i] + 1e-30f) << isa_name(isa) << " at " << i;
+    }
   }
 }
 

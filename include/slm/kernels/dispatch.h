@@ -109,6 +109,8 @@ struct KernelSet {
   AxpyFn axpy_f32 = nullptr, axpy_f16 = nullptr;
   // y = x as fp16, rounded to nearest even (f32_to_f16's rounding): the F16 KV cache's store.
   void (*to_f16)(const float* x, uint16_t* y, int64_t n) = nullptr;
+  // out = exp(x - shift), 0 where x - shift < -87 (and for -inf); returns the sum: a softmax's numerators.
+  double (*exp_sum)(const float* x, float shift, float* out, int64_t n) = nullptr;
   void (*rmsnorm)(const float* x, const float* w, float eps, float* out, int64_t n) = nullptr;
   void (*swiglu)(const float* gate, const float* up, float* out, int64_t n) = nullptr;
   // Attention of one query position where the ISA has a kernel for its shape

@@ -36,6 +36,9 @@ void rope_ref(float* x, int64_t n_rot, int64_t pos, const float* freqs, bool int
 void rope_table(int64_t n_rot, int64_t pos, const float* freqs, float* cs);
 void rope_apply(float* x, int64_t n_rot, const float* cs, bool interleaved);
 
+// out (n) = exp(x - shift) (0 below exp(-87)); returns their sum: softmax numerators.
+double exp_sum(const float* x, float shift, float* out, int64_t n);
+
 // y (n) = x as fp16, rounded to nearest even.
 void to_f16(const float* x, uint16_t* y, int64_t n);
 

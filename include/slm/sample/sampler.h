@@ -40,7 +40,8 @@ class Sampler {
   SamplerConfig c_;
   std::mt19937_64 rng_;
   std::deque<int32_t> recent_;
-  std::vector<std::pair<float, int32_t>> cand_;
+  std::vector<float> z_, p_;                     // scaled logits, softmax numerators
+  std::vector<std::pair<float, int32_t>> cand_;  // when top-k, top-p or min-p trim: sorted
 };
 
 }  // namespace slm::sample
