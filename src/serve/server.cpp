@@ -4,6 +4,7 @@
 #include "slm/serve/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -244,6 +245,7 @@ struct Server::Impl {
   std::unique_ptr<Scheduler> scheduler;      // borrows session's model
   httplib::Server http;
   int port = -1;
+  int listen_fd = -1;  // the listening socket, for its backlog
   std::time_t started = std::time(nullptr);
   std::atomic<bool> draining{false};
 
@@ -434,6 +436,10 @@ void Server::Impl::routes() {
   http.new_task_queue = [n_http_threads] { return new httplib::ThreadPool(n_http_threads); };
   http.set_logger([this](const httplib::Request&, const httplib::Response& res) { metrics.count_request(res.status); });
   http.set_payload_max_length(opt.max_body_bytes);
+  http.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     // `curl -d` labels JSON as a form, and httplib refuses form bodies over 8 KiB
     // (413) before our handler runs; the body is JSON to us whatever its label.
@@ -540,6 +546,10 @@ Result<std::unique_ptr<Server>> Server::create(std::unique_ptr<engine::Session> 
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
+namespace {
+constexpr int kListenBacklog = 1024;
+}  // namespace
+
 Status Server::bind() {
   if (impl_->opt.port == 0) {
     impl_->port = impl_->http.bind_to_any_port(impl_->opt.host);
@@ -550,6 +560,11 @@ Status Server::bind() {
                              " (in use, or not an address of this machine?)");
     impl_->port = impl_->opt.port;
   }
+  // httplib listens with a backlog of 5: a burst of new connections (8
+  // clients starting at once) overflowed it, and the dropped connection
+  // requests waited a second for their retransmission. Raise it.
+  if (impl_->listen_fd >= 0 && ::listen(impl_->listen_fd, kListenBacklog) != 0)
+    return Status::IoError("serve: cannot set the listening backlog");
   return Status::Ok();
 }
 

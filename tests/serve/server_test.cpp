@@ -290,6 +290,30 @@ TEST_F(ServeTest, ModelsAndHealth) {
   EXPECT_EQ(j["data"][0]["object"], "model");
 }
 
+// A burst of new connections (clients starting together) is accepted at
+// once: with httplib's backlog of 5 the overflow waited a second for the
+// connection request's retransmission.
+TEST_F(ServeTest, ABurstOfConnectionsIsAcceptedWithoutDelay) {
+  constexpr int kClients = 48;
+  std::vector<std::thread> threads;
+  std::vector<double> seconds(kClients, -1);
+  std::atomic<int> ready{0};
+  for (int i = 0; i < kClients; ++i)
+    threads.emplace_back([&, i] {
+      auto c = server_->client();
+      ++ready;
+      while (ready < kClients) std::this_thread::yield();
+      const auto t0 = std::chrono::steady_clock::now();
+      auto h = c->Get("/health");
+      if (h && h->status == 200) seconds[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_GE(seconds[i], 0) << "client " << i << " got no answer";
+    EXPECT_LT(seconds[i], 0.9) << "client " << i;
+  }
+}
+
 TEST_F(ServeTest, ErrorsHaveStatusAndShape) {
   expect_error(post("/v1/completions", "{not json"), 400, "bad JSON");
   expect_error(post("/v1/completions", "[1,2]"), 400, "not an object");
