@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Speed table: slm bench on synthetic models of the 110m and tinyllama-1.1b
-# shapes in F32, F16, Q8_0 and Q4_0, 2 threads, next to llama.cpp's numbers
+# shapes in F32, F16, Q8_0, Q4_K and Q4_0, 2 threads, next to llama.cpp's numbers
 # measured on this kind of machine (issue 3). Prints a markdown table.
 # Models are generated once into $SLM_BENCH_MODELS (default /tmp/slm-bench-models;
 # the F32 tinyllama is 4.4 GB). Takes about 15 minutes.
@@ -28,7 +28,7 @@ ref() {
 echo "| shape | type | slm tg tok/s | llama.cpp tg | slm pp tok/s | llama.cpp pp | tg GB/s | % of read bandwidth | peak RSS MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for shape in "${shapes[@]}"; do
-  for type in Q4_0 Q8_0 F16 F32; do
+  for type in Q4_0 Q4_K Q8_0 F16 F32; do
     model="$dir/$shape-$type.gguf"
     [ -f "$model" ] || "$slm" gen-model --preset "$shape" --type "$type" --out "$model" 2>/dev/null
     json=$("$slm" bench "$model" -t 2 -p 128 -n 64 --reps 3 --kv-type f16 --json 2>/dev/null)
