@@ -19,6 +19,7 @@
 #include "slm/io/gguf.h"
 #include "slm/kernels/quant.h"
 #include "slm/kernels/quant_k.h"
+#include "quant_ref.h"
 #include "test_util.h"
 
 namespace slm {
@@ -150,16 +151,10 @@ double nmse(const std::vector<float>& x, const std::vector<float>& y) {
 
 // Every tensor of our file reconstructs the F32 source at least as well as llama.cpp's.
 void expect_no_worse_than_llama_cpp(const std::string& type) {
-  const std::string dir = test::shared_data("models/quant-ref/");
-  const std::string src = dir + "rand-2m-f32.gguf", ref = dir + "rand-2m-" + type + ".gguf";
+  const std::string src = quant_ref_dir() + "rand-2m-f32.gguf", ref = quant_ref_dir() + "rand-2m-" + type + ".gguf";
   SLM_REQUIRE_DATA(ref);
-  const std::string out = ::testing::TempDir() + "/slm_kq_" + type + "." + std::to_string(::getpid()) + ".gguf";
-  compress::QuantizeOptions opt;
-  auto f = compress::parse_quant_format(type, -1);
-  ASSERT_TRUE(f.ok()) << f.status().to_string();
-  opt.format = *f;
-  auto rep = compress::quantize_gguf(src, out, opt);
-  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  const std::string out = quantize_rand_2m(type);
+  ASSERT_FALSE(out.empty());
   auto a = io::GgufFile::open(out), b = io::GgufFile::open(ref), s = io::GgufFile::open(src);
   ASSERT_TRUE(a.ok() && b.ok() && s.ok());
   double sum_ours = 0, sum_ref = 0;

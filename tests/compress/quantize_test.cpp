@@ -12,6 +12,7 @@
 #include "slm/core/half.h"
 #include "slm/io/gguf.h"
 #include "slm/kernels/quant.h"
+#include "quant_ref.h"
 #include "test_util.h"
 
 namespace slm {
@@ -112,15 +113,9 @@ TEST(QuantizeRef, Q4_1ZeroAndConstantBlocks) {
 
 // Every tensor of our file has the type, shape and bytes of llama.cpp's.
 void expect_same_as_llama_cpp(const std::string& type) {
-  const std::string dir = test::shared_data("models/quant-ref/");
-  const std::string src = dir + "rand-2m-f32.gguf", ref = dir + "rand-2m-" + type + ".gguf";
-  const std::string out = ::testing::TempDir() + "/slm_rtn_" + type + "." + std::to_string(::getpid()) + ".gguf";
-  compress::QuantizeOptions opt;
-  auto f = compress::parse_quant_format(type, -1);
-  ASSERT_TRUE(f.ok()) << f.status().to_string();
-  opt.format = *f;
-  auto rep = compress::quantize_gguf(src, out, opt);
-  ASSERT_TRUE(rep.ok()) << rep.status().to_string();
+  const std::string src = quant_ref_dir() + "rand-2m-f32.gguf", ref = quant_ref_dir() + "rand-2m-" + type + ".gguf";
+  const std::string out = quantize_rand_2m(type);
+  ASSERT_FALSE(out.empty());
   auto a = io::GgufFile::open(out);
   auto b = io::GgufFile::open(ref);
   ASSERT_TRUE(a.ok()) << a.status().to_string();
