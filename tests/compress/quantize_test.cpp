@@ -113,7 +113,7 @@ TEST(QuantizeRef, Q4_1ZeroAndConstantBlocks) {
 
 // Every tensor of our file has the type, shape and bytes of llama.cpp's.
 void expect_same_as_llama_cpp(const std::string& type) {
-  const std::string src = quant_ref_dir() + "rand-2m-f32.gguf", ref = quant_ref_dir() + "rand-2m-" + type + ".gguf";
+  const std::string ref = quant_ref_dir() + "rand-2m-" + type + ".gguf";
   const std::string out = quantize_rand_2m(type);
   ASSERT_FALSE(out.empty());
   auto a = io::GgufFile::open(out);
