@@ -392,7 +392,9 @@ int cmd_tokenizer_train(const TokTrainArgs& a) {
 }
 
 struct ServeArgs {
-  std::string model, tokenizer, kv_type = "f32";
+  // A server's KV cache is allocated whole (slots x context): F16 halves it,
+  // and the attention of a batch reads half the bytes (llama.cpp's default too).
+  std::string model, tokenizer, kv_type = "f16";
   slm::serve::ServerOptions opt;
   int64_t ctx = 0;
   int threads = 0;
@@ -558,7 +560,7 @@ int main(int argc, char** argv) {
   serve->add_option("--api-key", sa.opt.api_key, "Require 'Authorization: Bearer KEY'");
   serve->add_option("-t,--threads", sa.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   serve->add_option("--tokenizer", sa.tokenizer, "Tokenizer file (default: the model's)");
-  serve->add_option("--kv-type", sa.kv_type, "KV cache type: f32 or f16");
+  serve->add_option("--kv-type", sa.kv_type, "KV cache type: f16 (default) or f32");
   serve->add_option("--parallel", sa.opt.n_parallel, "Requests decoded together in one batch (default 4)")->check(CLI::Range(1, 256));
   serve->add_option("--queue", sa.opt.max_queue, "Requests waiting for a slot before 503 (default 32)")->check(CLI::Range(0, 4096));
 
