@@ -28,6 +28,17 @@ const char* kText = "corpora/cs336/tinystories_sample.txt";
 
 std::string tmp_path(const std::string& name) { return "/tmp/slm_prune_test_" + std::to_string(getpid()) + "_" + name; }
 
+// Options (PruneOptions or QuantizeOptions) for a calibrated run of method on
+// kText, in windows of 128 tokens.
+template <typename Options>
+Options calibrated(const std::string& method) {
+  Options o;
+  o.method = method;
+  o.calib = test::shared_data(kText);
+  o.calib_opt.n_ctx = 128;
+  return o;
+}
+
 TEST(Calibrate, HessianOfTheFirstLayerInput) {
   const std::string model = test::shared_data(kModel), text = test::shared_data(kText);
   SLM_REQUIRE_DATA(model);
@@ -116,11 +127,8 @@ TEST(Prune, SparseGpt24FileAndErrors) {
   SLM_REQUIRE_DATA(model);
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("24.gguf");
-  compress::PruneOptions o;
-  o.method = "sparsegpt";
+  auto o = calibrated<compress::PruneOptions>("sparsegpt");
   o.pattern = "2:4";
-  o.calib = text;
-  o.calib_opt.n_ctx = 128;
   auto r = compress::prune_gguf(model, out, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   auto f = io::GgufFile::open(out);
@@ -174,11 +182,8 @@ TEST(Prune, FfnChannelsMakeASmallerModelThatRuns) {
   SLM_REQUIRE_DATA(model);
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("ffn.gguf");
-  compress::PruneOptions o;
-  o.method = "ffn";
+  auto o = calibrated<compress::PruneOptions>("ffn");
   o.sparsity = 0.25;
-  o.calib = text;
-  o.calib_opt.n_ctx = 128;
   auto r = compress::prune_gguf(model, out, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_LT(r->bytes_out, r->bytes_in);
@@ -212,11 +217,8 @@ TEST(Prune, HeadsByKeyValueGroup) {
   SLM_REQUIRE_DATA(model);
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("heads.gguf");
-  compress::PruneOptions o;
-  o.method = "heads";
+  auto o = calibrated<compress::PruneOptions>("heads");
   o.sparsity = 0.25;  // 1 of 4 KV heads, with its 2 query heads
-  o.calib = text;
-  o.calib_opt.n_ctx = 128;
   auto r = compress::prune_gguf(model, out, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   auto src = model::ModelSource::open(out);
@@ -246,11 +248,8 @@ TEST(Prune, LayersOfLeastInfluenceLeave) {
   SLM_REQUIRE_DATA(model);
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("layers.gguf");
-  compress::PruneOptions o;
-  o.method = "layers";
+  auto o = calibrated<compress::PruneOptions>("layers");
   o.sparsity = 0.2;  // 1 of 5
-  o.calib = text;
-  o.calib_opt.n_ctx = 128;
   auto r = compress::prune_gguf(model, out, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   int dropped = 0;
@@ -270,11 +269,8 @@ TEST(QuantizeGptq, BelowRtnOnEveryLayer) {
   SLM_REQUIRE_DATA(model);
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("gptq.gguf");
-  compress::QuantizeOptions o;
+  auto o = calibrated<compress::QuantizeOptions>("gptq");
   o.format.type = DType::kQ4_0;
-  o.method = "gptq";
-  o.calib = text;
-  o.calib_opt.n_ctx = 128;
   auto r = compress::quantize_gguf(model, out, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   int n = 0;
@@ -300,11 +296,8 @@ TEST(QuantizeAwq, FoldsScalesAndBeatsRtnOnCalibration) {
   SLM_REQUIRE_DATA(model);
   SLM_REQUIRE_DATA(text);
   const std::string out = tmp_path("awq.gguf");
-  compress::QuantizeOptions o;
+  auto o = calibrated<compress::QuantizeOptions>("awq");
   o.format.type = DType::kQ4_0;
-  o.method = "awq";
-  o.calib = text;
-  o.calib_opt.n_ctx = 128;
   auto r = compress::quantize_gguf(model, out, o);
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   double err = 0, err_rtn = 0;
