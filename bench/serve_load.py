@@ -120,8 +120,9 @@ def main():
     ap.add_argument("--requests", type=int, default=3, help="requests per stream (default 3)")
     ap.add_argument("--max-tokens", type=int, default=64, help="tokens per request (default 64)")
     ap.add_argument("--threads", type=int, default=2, help="server threads (default 2)")
-    ap.add_argument("--kv-type", help="server KV cache type, f32 or f16 (default: the server's, f32)")
+    ap.add_argument("--kv-type", help="server KV cache type, f32 or f16 (default: the server's, f16)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per concurrency, interleaved (default 3)")
+    ap.add_argument("--repack", action="store_true", help="start the server with --repack")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     a = ap.parse_args()
     streams = [int(s) for s in a.streams.split(",")]
@@ -140,6 +141,8 @@ def main():
             cmd += ["--kv-type", a.kv_type]
         if a.tokenizer:
             cmd += ["--tokenizer", a.tokenizer]
+        if a.repack:
+            cmd += ["--repack"]
         server = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     try:
         for _ in range(300):

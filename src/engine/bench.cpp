@@ -66,11 +66,11 @@ std::string BenchResult::to_json() const {
       "{{\"model\": \"{}\", \"isa\": \"{}\", \"threads\": {}, \"pp_tps\": {:.2f}, \"pp_tps_min\": {:.2f}, "
       "\"pp_tps_max\": {:.2f}, \"tg_tps\": {:.2f}, \"tg_tps_min\": {:.2f}, \"tg_tps_max\": {:.2f}, "
       "\"weight_mib_per_token\": {:.2f}, \"tg_gbps\": {:.2f}, \"read_gbps\": {:.2f}, \"tg_vs_read\": {:.3f}, "
-      "\"peak_rss_mib\": {:.1f}, \"model_mib\": {:.1f}, \"kv_mib\": {:.1f}, \"parallel\": {}, "
+      "\"peak_rss_mib\": {:.1f}, \"model_mib\": {:.1f}, \"kv_mib\": {:.1f}, \"repacked_mib\": {:.1f}, \"parallel\": {}, "
       "\"tg_batch_tps\": {:.2f}, \"tg_batch_tps_min\": {:.2f}, \"tg_batch_tps_max\": {:.2f}}}",
       model, isa, n_threads, pp_tps, pp_tps_min, pp_tps_max, tg_tps, tg_tps_min, tg_tps_max,
       weight_bytes_per_token / (1 << 20), tg_gbps, read_gbps, read_gbps > 0 ? tg_gbps / read_gbps : 0.0, peak_rss_mib,
-      model_mib, kv_mib, n_parallel, tg_batch_tps, tg_batch_tps_min, tg_batch_tps_max);
+      model_mib, kv_mib, repacked_mib, n_parallel, tg_batch_tps, tg_batch_tps_min, tg_batch_tps_max);
 }
 
 std::string BenchResult::to_text() const {
@@ -80,10 +80,11 @@ std::string BenchResult::to_text() const {
       "prompt       {:.1f} tok/s (min {:.1f}, max {:.1f})\n"
       "generation   {:.1f} tok/s (min {:.1f}, max {:.1f})\n"
       "weights read {:.1f} MiB/token -> {:.2f} GB/s, {:.0f}% of the {:.2f} GB/s read bandwidth measured now\n"
-      "memory       peak RSS {:.1f} MiB (weights {:.1f} MiB, KV cache {:.1f} MiB)\n",
+      "memory       peak RSS {:.1f} MiB (weights {:.1f} MiB, KV cache {:.1f} MiB{})\n",
       model, isa, n_threads, pp_tps, pp_tps_min, pp_tps_max, tg_tps, tg_tps_min, tg_tps_max,
       weight_bytes_per_token / (1 << 20), tg_gbps, read_gbps > 0 ? 100 * tg_gbps / read_gbps : 0.0, read_gbps,
-      peak_rss_mib, model_mib, kv_mib);
+      peak_rss_mib, model_mib, kv_mib,
+      repacked_mib > 0 ? fmt::format(", a repacked copy of {:.1f} MiB of them", repacked_mib) : std::string());
   if (n_parallel > 1)
     out += fmt::format("batched      {:.1f} tok/s over {} sequences together (min {:.1f}, max {:.1f}), {:.2f}x generation\n",
                        tg_batch_tps, n_parallel, tg_batch_tps_min, tg_batch_tps_max,
@@ -102,7 +103,7 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
   SLM_ASSIGN_OR_RETURN(auto src, model::ModelSource::open(model_path));
   const model::ModelConfig& c = src->config();
   const int64_t n_ctx = int64_t{opt.n_prompt} + opt.n_gen;
-  model::Model m(c, src->weights());
+  model::Model m(c, src->weights(), model::ModelOptions{opt.repack});
   SLM_ASSIGN_OR_RETURN(auto kvp, model::KvCache::create(c, 0, c.n_layer, 1, n_ctx, opt.kv_type));
   model::KvCache& kv = *kvp;
 
@@ -119,6 +120,7 @@ Result<BenchResult> run_bench(const std::string& model_path, const BenchOptions&
   r.weight_bytes_per_token = per_token;
   r.model_mib = (per_token + (c.tied_output ? 0 : static_cast<double>(w.token_embd.nbytes))) / (1 << 20);
   r.kv_mib = static_cast<double>(kv.bytes()) / (1 << 20);
+  r.repacked_mib = static_cast<double>(m.repacked_bytes()) / (1 << 20);
 
   std::mt19937 rng(static_cast<uint32_t>(opt.seed));
   std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(c.n_vocab - 1));

@@ -65,7 +65,7 @@ Result<std::unique_ptr<Session>> Session::open(const std::string& model_path, co
   SLM_ASSIGN_OR_RETURN(s->src_, model::ModelSource::open(model_path));
   const model::ModelConfig& c = s->src_->config();
   const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
-  s->model_ = std::make_unique<model::Model>(c, s->src_->weights());
+  s->model_ = std::make_unique<model::Model>(c, s->src_->weights(), model::ModelOptions{opt.repack});
   SLM_ASSIGN_OR_RETURN(s->kv_, model::KvCache::create(c, 0, c.n_layer, 1, n_ctx, opt.kv_type));
 
   if (!opt.tokenizer_path.empty()) {

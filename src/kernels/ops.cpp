@@ -74,7 +74,57 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
   }
 }
 
+// Stored panels (repack): each panel's blocks in place, a chunk at a time
+// against every token (dot_stored prefetches its own stream).
+int64_t stored_panel_bytes(const PanelKernels& pk, int64_t cols) { return (cols / 32 + 1) / 2 * pk.stored_pair_bytes; }
+
+void matmul_stored(const WeightKernels& k, const TensorView& w, const uint8_t* act, int64_t act_stride, int64_t n_tok,
+                   float* y) {
+  const PanelKernels& pk = *k.panel;
+  const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
+  const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows, panel_bytes = stored_panel_bytes(pk, cols);
+  const auto* base = static_cast<const uint8_t*>(w.data);
+#pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
+  for (int64_t p = 0; p < n_panels; ++p) {
+    const int64_t r0 = p * kPanelRows;
+    const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
+    for (int64_t t0 = 0; t0 < n_tok; t0 += kPanelTokenGroup) {
+      const int64_t nt = std::min(kPanelTokenGroup, n_tok - t0);
+      for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk)
+        pk.dot_stored(std::min(kPanelChunk, nb - b0), base + p * panel_bytes + b0 / 2 * pk.stored_pair_bytes, nw,
+                      act + t0 * act_stride + act_row_bytes(k.act_type, b0 * 32), act_stride, nt, y + t0 * rows + r0,
+                      rows, b0 > 0);
+    }
+  }
+}
+
 }  // namespace
+
+int64_t repacked_bytes(const TensorView& w) {
+  const WeightKernels& k = kernels().of(w.dtype);
+  if (w.layout != Layout::kRows || w.shape.size() != 2 || k.panel == nullptr || k.panel->store == nullptr) return 0;
+  return (w.rows() + kPanelRows - 1) / kPanelRows * stored_panel_bytes(*k.panel, w.cols());
+}
+
+TensorView repack(const TensorView& w, void* out) {
+  const int64_t bytes = repacked_bytes(w);
+  SLM_ASSERT(bytes > 0);
+  const PanelKernels& pk = *kernels().of(w.dtype).panel;
+  const int64_t rows = w.rows(), cols = w.cols(), wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
+  const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows, panel_bytes = stored_panel_bytes(pk, cols);
+  auto* dst = static_cast<uint8_t*>(out);
+  // One thread: an OpenMP team started on the loading thread keeps spinning
+  // beside the team of the thread that later runs the model (a server's
+  // worker), which made generation 3x slower at 2 threads.
+  for (int64_t p = 0; p < n_panels; ++p)
+    pk.store(w.row(p * kPanelRows), wb, static_cast<int>(std::min<int64_t>(kPanelRows, rows - p * kPanelRows)),
+             cols / 32, dst + p * panel_bytes);
+  TensorView v = w;
+  v.layout = Layout::kPanels;
+  v.data = out;
+  v.nbytes = static_cast<size_t>(bytes);
+  return v;
+}
 
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t rows = w.rows(), cols = w.cols();
@@ -93,6 +143,11 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   // pay off past some work: a tiny matmul would wait on barriers.
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const uint8_t* a = act.get();
+  if (w.layout == Layout::kPanels) {
+    SLM_ASSERT(k.panel != nullptr && k.panel->dot_stored != nullptr);  // repack made it with these kernels
+    matmul_stored(k, w, a, ab, n_tok, y);
+    return;
+  }
   if (k.panel != nullptr && n_tok > 1) {
     matmul_panels(k, w, a, ab, n_tok, y);
     return;

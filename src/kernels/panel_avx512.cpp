@@ -26,6 +26,8 @@ namespace slm::kernels {
 
 namespace {
 
+constexpr int64_t kStoredQ4_0PairBytes = 2 * 256 + 2 * 32;
+
 // Rows i and i + 4, i + 8, i + 12 of a block group: 16 bytes each at ptr[r] + off.
 inline __attribute__((always_inline)) __m512i rows4(const uint8_t* const* ptr, int i, int64_t off) {
   auto ld = [&](int r) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(ptr[r] + off)); };
@@ -97,6 +99,30 @@ void pack_q4_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
       v[4 + c] = _mm512_and_si512(_mm512_srli_epi32(t[c], 4), low);
     }
   });
+}
+
+// Q4_0's stored panels (the repack option): per pair of blocks, each
+// block's 16 x 16 bytes of nibbles transposed as pack_q4_0 does before it
+// splits them (so vector c holds elements 4c..4c+3 in its low nibbles and
+// 16 + 4c.. in its high ones), 256 bytes a block, then the two blocks' 16
+// scales as fp16 (0 for rows past n_w). An odd last block pairs with zeros.
+void store_q4_0(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
+  const Rows rows(w, w_stride, n_w);
+  alignas(64) uint16_t d[kGroup * kPanelRows];
+  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * kStoredQ4_0PairBytes));
+  for (int64_t g = 0; g < nb; g += kGroup) {
+    const int64_t n = std::min(kGroup, nb - g);
+    row_fields(rows, g, n, sizeof(BlockQ4_0), offsetof(BlockQ4_0, d), d);
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t i = g + b;
+      uint8_t* pair = out + i / 2 * kStoredQ4_0PairBytes;
+      __m512i t[4];
+      transpose16x4(rows.ptr, i * static_cast<int64_t>(sizeof(BlockQ4_0)) + offsetof(BlockQ4_0, qs), t);
+      for (int c = 0; c < 4; ++c) _mm512_store_si512(pair + 256 * (i & 1) + 64 * c, t[c]);
+      const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + b * kPanelRows));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(pair + 512 + 32 * (i & 1)), _mm256_maskz_mov_epi16(rows.live, h));
+    }
+  }
 }
 
 // Q8_0: int8 + 128.
@@ -241,14 +267,14 @@ void pack_q6_K(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   }
 }
 
-// How a panel block b (weights v, per-row floats at p + 512 and p + 576)
-// meets one activation row: acc + its contribution.
+// How a panel block b (weights v, per-row floats f[0] and f[1]) meets one
+// activation row: acc + its contribution.
 // Q4_0, Q5_0, Q8_0 (weights q + 2^kShift) against ActQ8x64: block b is half h
 // of record b / 2, its elements 4k..4k+3 at byte 16h + 4k (k < 4) or
 // 32 + 16h + 4(k - 4); dw * d_a * (v . a - 2^kShift * sum(a)).
 template <int kShift>
 struct RuleQ8x64 {
-  static __m512 add(__m512 acc, const __m512i v[8], const uint8_t* p, const uint8_t* act, int64_t b) {
+  static __m512 add(__m512 acc, const __m512i v[8], const __m512 f[2], const uint8_t* act, int64_t b) {
     const auto* y = reinterpret_cast<const ActQ8x64*>(act) + b / 2;
     const int h = static_cast<int>(b & 1);
     // Four activation bytes to every lane, straight from memory.
@@ -261,7 +287,7 @@ struct RuleQ8x64 {
       s1 = _mm512_dpbusd_epi32(s1, v[k + 1], bcast(k + 1));
     }
     const __m512 s = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
-    return _mm512_fmadd_ps(s, _mm512_mul_ps(_mm512_load_ps(p + 512), _mm512_set1_ps(y->d[4 * h])), acc);
+    return _mm512_fmadd_ps(s, _mm512_mul_ps(f[0], _mm512_set1_ps(y->d[4 * h])), acc);
   }
 };
 
@@ -284,38 +310,72 @@ struct SubBlock {
 };
 // Q4_K, Q5_K: d * scale times the dot minus dmin * min times the activations' sum.
 struct RuleQ4_K {
-  static __m512 add(__m512 acc, const __m512i v[8], const uint8_t* p, const uint8_t* act, int64_t b) {
+  static __m512 add(__m512 acc, const __m512i v[8], const __m512 f[2], const uint8_t* act, int64_t b) {
     const SubBlock x(v, act, b);
     const __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(x.lo, x.hi)), _mm512_set1_ps(x.y->d));
     const float sum = x.y->d * static_cast<float>(x.y->bsums[2 * x.j] + x.y->bsums[2 * x.j + 1]);
-    return _mm512_fnmadd_ps(_mm512_load_ps(p + 576), _mm512_set1_ps(sum), _mm512_fmadd_ps(_mm512_load_ps(p + 512), s, acc));
+    return _mm512_fnmadd_ps(f[1], _mm512_set1_ps(sum), _mm512_fmadd_ps(f[0], s, acc));
   }
 };
 // Q6_K: per half, d * scale times (the dot minus 32 times the activations' sum).
 struct RuleQ6_K {
-  static __m512 add(__m512 acc, const __m512i v[8], const uint8_t* p, const uint8_t* act, int64_t b) {
+  static __m512 add(__m512 acc, const __m512i v[8], const __m512 f[2], const uint8_t* act, int64_t b) {
     const SubBlock x(v, act, b);
     const __m512 slo = _mm512_cvtepi32_ps(_mm512_sub_epi32(x.lo, _mm512_set1_epi32(32 * x.y->bsums[2 * x.j])));
     const __m512 shi = _mm512_cvtepi32_ps(_mm512_sub_epi32(x.hi, _mm512_set1_epi32(32 * x.y->bsums[2 * x.j + 1])));
-    const __m512 t = _mm512_fmadd_ps(_mm512_load_ps(p + 512), slo, _mm512_mul_ps(_mm512_load_ps(p + 576), shi));
+    const __m512 t = _mm512_fmadd_ps(f[0], slo, _mm512_mul_ps(f[1], shi));
     return _mm512_fmadd_ps(t, _mm512_set1_ps(x.y->d), acc);
   }
 };
 
+// Where a block's 8 weight vectors and per-row floats come from: pack's
+// scratch (kPanelBlockBytes per block), or Q4_0's stored panels (store_q4_0).
+struct FromScratch {
+  static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
+    const uint8_t* p = panel + b * kPanelBlockBytes;
+    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
+    f[0] = _mm512_load_ps(p + 512);
+    f[1] = _mm512_load_ps(p + 576);
+  }
+};
+// The stored panels are one stream through memory, but the hardware
+// prefetchers stop at each 4 KiB page: each block asks for its share of the
+// lines kStoredAhead bytes on (5 of a pair's 9 for the even block, 4 for the
+// odd), spread over the dots rather than in bursts that queue.
+constexpr int64_t kStoredAhead = 32768;
+struct FromStoredQ4_0 {
+  static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
+    const uint8_t* pair = panel + b / 2 * kStoredQ4_0PairBytes;
+    const uint8_t* ahead = pair + kStoredAhead + 320 * (b & 1);
+    for (int i = 0; i < 5 - (b & 1); ++i) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * i), _MM_HINT_T0);
+    const uint8_t* qs = pair + 256 * (b & 1);
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    for (int c = 0; c < 4; ++c) {
+      const __m512i t = _mm512_load_si512(qs + 64 * c);
+      v[c] = _mm512_and_si512(t, low);
+      v[4 + c] = _mm512_and_si512(_mm512_srli_epi16(t, 4), low);
+    }
+    f[0] = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(pair + 512 + 32 * (b & 1))));
+    f[1] = f[0];
+  }
+};
+
 // A activation rows (act_stride bytes apart, from the record of the panel's
-// first block) against a packed panel of nb blocks: out[j * out_stride + i]
+// first block) against a panel of nb blocks: out[j * out_stride + i]
 // (+)= dot(row i, activation j) for i < n_w. Each block's vectors are loaded
 // once for the A rows.
-template <typename Rule, int A>
+template <typename Rule, typename From, int A>
 void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, int64_t act_stride, float* out,
                int64_t out_stride, bool accumulate) {
   __m512 acc[A];
   for (auto& a : acc) a = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* p = panel + b * kPanelBlockBytes;
     __m512i v[8];
-    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(p + 64 * k);
-    for (int j = 0; j < A; ++j) acc[j] = Rule::add(acc[j], v, p, act + j * act_stride, b);
+    __m512 f[2];
+    From::load(panel, b, v, f);
+    // Unrolled, so the accumulators stay in registers.
+#pragma GCC unroll 8
+    for (int j = 0; j < A; ++j) acc[j] = Rule::add(acc[j], v, f, act + j * act_stride, b);
   }
   const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
   for (int j = 0; j < A; ++j) {
@@ -326,20 +386,20 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
 }
 
 // All n_act activation rows, kPanelTokens at a time.
-template <typename Rule>
+template <typename Rule, typename From = FromScratch>
 void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
               float* out, int64_t out_stride, bool accumulate) {
   const auto* a = static_cast<const uint8_t*>(act);
   int64_t j = 0;
   for (; j + kPanelTokens <= n_act; j += kPanelTokens)
-    dot_chunk<Rule, kPanelTokens>(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride, out_stride,
-                                  accumulate);
+    dot_chunk<Rule, From, kPanelTokens>(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride,
+                                        out_stride, accumulate);
   const auto* aj = a + j * act_stride;
   float* oj = out + j * out_stride;
   switch (n_act - j) {
     case 0: break;
 #define SLM_PANEL_TAIL(t) \
-  case t: dot_chunk<Rule, t>(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
+  case t: dot_chunk<Rule, From, t>(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
     SLM_PANEL_TAIL(1) SLM_PANEL_TAIL(2) SLM_PANEL_TAIL(3) SLM_PANEL_TAIL(4)
     SLM_PANEL_TAIL(5) SLM_PANEL_TAIL(6) SLM_PANEL_TAIL(7)
 #undef SLM_PANEL_TAIL
@@ -349,7 +409,8 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_
 
 }  // namespace
 
-const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<RuleQ8x64<3>>};
+const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<RuleQ8x64<3>>, store_q4_0,
+                                    dot_rows<RuleQ8x64<3>, FromStoredQ4_0>, kStoredQ4_0PairBytes};
 const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<RuleQ8x64<7>>};
 const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<RuleQ8x64<4>>};
 const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>};

@@ -4,6 +4,8 @@
 #include <climits>
 #include <cmath>
 
+#include <sys/mman.h>
+
 #include "slm/core/assert.h"
 #include "slm/kernels/attention.h"
 #include "slm/kernels/ops.h"
@@ -21,9 +23,10 @@ std::vector<float> to_f32(const TensorView& t) {
 }
 }  // namespace
 
-Model::Model(const ModelConfig& cfg, const Weights& w)
+Model::Model(const ModelConfig& cfg, const Weights& w, const ModelOptions& opt)
     : cfg_(cfg),
-      w_(w),
+      own_(opt.repack ? w : Weights{}),
+      w_(opt.repack ? own_ : w),
       freqs_short_(cfg.rope_freqs(0)),
       freqs_long_(cfg.rope_freqs(INT64_MAX)),
       rope_mscale_(cfg.rope_attn_factor()),
@@ -32,6 +35,32 @@ Model::Model(const ModelConfig& cfg, const Weights& w)
   for (const LayerWeights& L : w_.layers) {
     attn_norm_.push_back(make_norm(L.attn_norm, L.attn_norm_b));
     ffn_norm_.push_back(make_norm(L.ffn_norm, L.ffn_norm_b));
+  }
+  if (opt.repack) {
+    // In the order forward reads them, in one buffer of huge pages: the
+    // kernels' prefetching runs from one matrix on into the next.
+    std::vector<TensorView*> mats;
+    for (LayerWeights& L : own_.layers)
+      for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) mats.push_back(t);
+    mats.push_back(&own_.output);
+    std::vector<int64_t> bytes;
+    for (TensorView* t : mats) {
+      bytes.push_back(t->data != nullptr ? k::repacked_bytes(*t) : 0);
+      repacked_bytes_ += (bytes.back() + 63) / 64 * 64;
+    }
+    if (repacked_bytes_ > 0) {
+      constexpr size_t kHuge = size_t{2} << 20;
+      const size_t size = (static_cast<size_t>(repacked_bytes_) + kHuge - 1) / kHuge * kHuge;
+      repacked_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, size)));
+      SLM_ASSERT(repacked_ != nullptr);
+      ::madvise(repacked_.get(), size, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
+      uint8_t* at = repacked_.get();
+      for (size_t i = 0; i < mats.size(); ++i) {
+        if (bytes[i] == 0) continue;
+        *mats[i] = k::repack(*mats[i], at);
+        at += (bytes[i] + 63) / 64 * 64;
+      }
+    }
   }
   if (w_.rope_freqs.data != nullptr) {  // Llama 3 GGUF: per-pair divisors
     std::vector<float> div = to_f32(w_.rope_freqs);

@@ -21,13 +21,20 @@ namespace {
 // A fixed prompt of in-vocabulary ids (the vocab has 512 tokens).
 const std::vector<int32_t> kPrompt = {1, 403, 261, 378, 300, 467, 289, 313, 407, 271, 259, 500, 34, 99};
 
-std::vector<float> run_prompt(const ModelConfig& cfg, const Weights& w) {
-  Model m(cfg, w);
-  KvCache kv(cfg, 0, cfg.n_layer, 1, static_cast<int64_t>(kPrompt.size()));
+// The prompt's logits in one batch; with n_steps, then those of the tokens
+// after it fed one at a time (the prompt's tokens again).
+std::vector<float> run_prompt(const ModelConfig& cfg, const Weights& w, const ModelOptions& opt = {}, int n_steps = 0) {
+  Model m(cfg, w, opt);
+  const auto n = static_cast<int64_t>(kPrompt.size());
+  KvCache kv(cfg, 0, cfg.n_layer, 1, n + n_steps);
   std::vector<BatchToken> batch;
-  for (size_t i = 0; i < kPrompt.size(); ++i) batch.push_back({kPrompt[i], static_cast<int64_t>(i), 0, true});
-  std::vector<float> logits;
-  const Status st = m.forward(batch, kv, &logits);
+  for (int64_t i = 0; i < n; ++i) batch.push_back({kPrompt[static_cast<size_t>(i)], i, 0, true});
+  std::vector<float> logits, step;
+  Status st = m.forward(batch, kv, &logits);
+  for (int64_t i = 0; st.ok() && i < n_steps; ++i) {
+    st = m.forward({{kPrompt[static_cast<size_t>(i % n)], n + i, 0, true}}, kv, &step);
+    logits.insert(logits.end(), step.begin(), step.end());
+  }
   EXPECT_TRUE(st.ok()) << st.to_string();
   return logits;
 }
@@ -108,6 +115,25 @@ TEST_P(QuantLogits, KernelsMatchDequantizedWeights) {
   const double e = nmse(q, f);
   std::printf("[ logits nmse ] %s kernels vs dequantized f32: %.3g (bound %.3g)\n", c.type, e, c.max_kernel_nmse);
   EXPECT_LT(e, c.max_kernel_nmse) << c.type;
+}
+
+// Repacked weights (ModelOptions::repack) give the rows' logits, for a
+// prompt's batch and for tokens one at a time: the same integer dots, only
+// the float sums in another order.
+TEST(QuantLogitsRepack, SameLogitsAsRows) {
+  const std::string path = test::shared_data("models/quant-ref/rand-2m-Q4_0.gguf");
+  SLM_REQUIRE_DATA(path);
+  auto src = ModelSource::open(path);
+  ASSERT_TRUE(src.ok()) << src.status().to_string();
+  const ModelConfig& cfg = (*src)->config();
+  Model probe(cfg, (*src)->weights(), ModelOptions{true});
+  if (probe.repacked_bytes() == 0) GTEST_SKIP() << "no stored panels for Q4_0 on this CPU (AVX-512 VNNI)";
+  const std::vector<float> rows = run_prompt(cfg, (*src)->weights(), {}, 5);
+  const std::vector<float> packed = run_prompt(cfg, (*src)->weights(), ModelOptions{true}, 5);
+  ASSERT_EQ(rows.size(), packed.size());
+  const double e = nmse(packed, rows);
+  std::printf("[ logits nmse ] Q4_0 repacked vs rows: %.3g over %zu logits\n", e, rows.size());
+  EXPECT_LT(e, 1e-10);
 }
 
 // Measured (vs f32 model; kernels vs dequantized): F16 1.0e-6, 3.5e-13; BF16 6.3e-5, 3.2e-13;

@@ -12,12 +12,17 @@
 
 namespace slm {
 
+// How a matrix's blocks are ordered: row after row (as files store them), or
+// interleaved in kernels' row panels (kernels::repack), which only matmul reads.
+enum class Layout : uint8_t { kRows, kPanels };
+
 struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;  // outermost first
   const void* data = nullptr;
   size_t nbytes = 0;
+  Layout layout = Layout::kRows;  // kPanels: row() means nothing, only matmul reads it
 
   int64_t numel() const {
     int64_t n = 1;

@@ -21,6 +21,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   DType kv_type = DType::kF32;
   int32_t n_parallel = 0;  // > 1: also generate with this many sequences decoded together
+  bool repack = false;     // model::ModelOptions::repack
 };
 
 struct BenchResult {
@@ -36,6 +37,7 @@ struct BenchResult {
   double peak_rss_mib = 0;
   double model_mib = 0;               // weight bytes of the model
   double kv_mib = 0;                  // KV cache allocated for the run
+  double repacked_mib = 0;            // weights copied by --repack
   std::string to_json() const;
   std::string to_text() const;
 };

@@ -26,6 +26,7 @@ struct SessionOptions {
   int64_t n_ctx = 0;           // 0: the model's training context, at most 4096
   int32_t n_threads = 0;       // 0: all cores
   DType kv_type = DType::kF32; // F32, or F16 for half the KV memory
+  bool repack = false;         // model::ModelOptions::repack
 };
 
 struct GenerateOptions {

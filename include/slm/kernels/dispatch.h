@@ -93,6 +93,16 @@ struct PanelKernels {
   // start a record: even for ActQ8x64, a multiple of 8 for ActQ8x256).
   void (*dot)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
               float* out, int64_t out_stride, bool accumulate);
+  // Optional (null when the type has none): a stored panel form that keeps
+  // the type's bits (Q4_0: 4.5 per weight, as in the file) and that dot_stored
+  // reads with no packing, for weights repacked once at load (ops.h, repack).
+  // store writes all nb blocks of n_w <= kPanelRows rows, stored_pair_bytes
+  // per pair of blocks (an odd last block pairs with zeros), 64-byte aligned;
+  // dot_stored is dot over such a panel from block b0 (even) on.
+  void (*store)(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) = nullptr;
+  void (*dot_stored)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
+                     float* out, int64_t out_stride, bool accumulate) = nullptr;
+  int64_t stored_pair_bytes = 0;
 };
 
 struct WeightKernels {

@@ -13,6 +13,17 @@ namespace slm::kernels {
 
 // y (n_tok, w.rows) = x (n_tok, w.cols) @ w^T, for any weight dtype.
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y);
+// Repacking (a model's repack option): a weight matrix copied once into the
+// row panels matmul reads without unpacking them per call (dispatch.h,
+// PanelKernels::store). Q4_0 on AVX-512 VNNI: the same 4.5 bits per weight,
+// several tokens' matmuls (batched decoding, prompts) 1.3-1.5x faster. The
+// copy is the point, so it is an option and not how models load.
+// repacked_bytes: bytes of w repacked on this CPU's kernels, 0 when its type
+// (or layout) has no stored panels here. repack: writes them to out (64-byte
+// aligned) and returns the view of them, layout kPanels, name/shape/dtype w's.
+int64_t repacked_bytes(const TensorView& w);
+TensorView repack(const TensorView& w, void* out);
+
 // y += bias (n_tok, n) with bias a 1-D tensor of n elements of any plain dtype.
 void add_bias(const TensorView& bias, float* y, int64_t n_tok);
 // Row r of an embedding table (any dtype) as float: out (w.cols).

@@ -17,7 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -43,10 +45,21 @@ struct BatchToken {
 // output(), with layer = n_layer).
 using LinearObserver = std::function<void(int64_t layer, const char* which, const float* x, int64_t n_tok, int64_t n)>;
 
+struct ModelOptions {
+  // Copy the matrices whose type has stored row panels on this CPU
+  // (kernels::repack: Q4_0 on AVX-512 VNNI) into them once: batched decoding
+  // and prompts go faster, at the price of that copy (time at load, memory
+  // beside the mapped file). Off by default: loading copies nothing.
+  bool repack = false;
+};
+
 class Model {
  public:
-  // cfg and w must outlive the model (they usually live in a ModelSource).
-  Model(const ModelConfig& cfg, const Weights& w);
+  // cfg, w and the storage w views must outlive the model (they usually live
+  // in a ModelSource); forward reads w as it is at each call, unless repacked.
+  Model(const ModelConfig& cfg, const Weights& w, const ModelOptions& opt = {});
+  // Bytes of weights repacked (ModelOptions::repack); 0 without.
+  int64_t repacked_bytes() const { return repacked_bytes_; }
 
   const ModelConfig& config() const { return cfg_; }
   // Set before forward calls, not during them (the model stays shareable
@@ -93,7 +106,16 @@ class Model {
                  KvCache& kv, float* out) const;
 
   const ModelConfig& cfg_;
+  // The caller's weights (read through, so a compressor's edits between
+  // forward calls are seen), or with repack a copy of the views, the
+  // repacked ones into repacked_.
+  Weights own_;
   const Weights& w_;
+  struct Free {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> repacked_;
+  int64_t repacked_bytes_ = 0;
   // Rotary inverse frequencies (n_rot / 2) within and past the original
   // context (they differ only for LongRoPE), and what cos/sin are scaled by.
   std::vector<float> freqs_short_, freqs_long_;
