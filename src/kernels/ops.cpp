@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "slm/core/assert.h"
@@ -78,22 +79,51 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
 // against every token (dot_stored prefetches its own stream).
 int64_t stored_panel_bytes(const PanelKernels& pk, int64_t cols) { return (cols / 32 + 1) / 2 * pk.stored_pair_bytes; }
 
-void matmul_stored(const WeightKernels& k, const TensorView& w, const uint8_t* act, int64_t act_stride, int64_t n_tok,
-                   float* y) {
+// Aligned scratch for activations in a weight type's format.
+using ActBuffer = std::unique_ptr<uint8_t, decltype(&std::free)>;
+ActBuffer act_buffer(int64_t bytes) {
+  // 64-byte aligned, so SIMD loads never split a cache line.
+  ActBuffer b(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((bytes + 63) / 64 * 64))), &std::free);
+  SLM_ASSERT(b != nullptr);
+  return b;
+}
+
+// Repacked weights of one input (matmul_shared): in one parallel region, x
+// quantized a token per thread at a time, then every weight's panels shared
+// out as one list, so q, k and v (or gate and up) cost one fork and join.
+void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys) {
+  const WeightKernels& k = kernels().of(ws[0]->dtype);
+  SLM_ASSERT(k.panel != nullptr && k.panel->dot_stored != nullptr);  // repack made them with these kernels
   const PanelKernels& pk = *k.panel;
-  const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
-  const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows, panel_bytes = stored_panel_bytes(pk, cols);
-  const auto* base = static_cast<const uint8_t*>(w.data);
-#pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)
-  for (int64_t p = 0; p < n_panels; ++p) {
-    const int64_t r0 = p * kPanelRows;
-    const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
-    for (int64_t t0 = 0; t0 < n_tok; t0 += kPanelTokenGroup) {
-      const int64_t nt = std::min(kPanelTokenGroup, n_tok - t0);
-      for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk)
-        pk.dot_stored(std::min(kPanelChunk, nb - b0), base + p * panel_bytes + b0 / 2 * pk.stored_pair_bytes, nw,
-                      act + t0 * act_stride + act_row_bytes(k.act_type, b0 * 32), act_stride, nt, y + t0 * rows + r0,
-                      rows, b0 > 0);
+  const int64_t cols = ws[0]->cols(), nb = cols / 32, panel_bytes = stored_panel_bytes(pk, cols);
+  const int64_t ab = act_row_bytes(k.act_type, cols);
+  const ActBuffer act = act_buffer(ab * n_tok);
+  const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(k.act_type)];
+  std::vector<int64_t> first{0};  // ws[i]'s panels are [first[i], first[i + 1]) of the list
+  int64_t rows_all = 0;
+  for (const TensorView* w : ws) {
+    first.push_back(first.back() + (w->rows() + kPanelRows - 1) / kPanelRows);
+    rows_all += w->rows();
+  }
+#pragma omp parallel if (rows_all * cols * n_tok > kMinParallelWork)
+  {
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.get() + t * ab, cols);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < first.back(); ++i) {
+      size_t wi = 0;
+      while (i >= first[wi + 1]) ++wi;
+      const TensorView& w = *ws[wi];
+      const int64_t p = i - first[wi], rows = w.rows(), r0 = p * kPanelRows;
+      const int nw = static_cast<int>(std::min<int64_t>(kPanelRows, rows - r0));
+      const uint8_t* panel = static_cast<const uint8_t*>(w.data) + p * panel_bytes;
+      for (int64_t t0 = 0; t0 < n_tok; t0 += kPanelTokenGroup) {
+        const int64_t nt = std::min(kPanelTokenGroup, n_tok - t0);
+        for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk)
+          pk.dot_stored(std::min(kPanelChunk, nb - b0), panel + b0 / 2 * pk.stored_pair_bytes, nw,
+                        act.get() + t0 * ab + act_row_bytes(k.act_type, b0 * 32), ab, nt, ys[wi] + t0 * rows + r0,
+                        rows, b0 > 0);
+      }
     }
   }
 }
@@ -127,15 +157,18 @@ TensorView repack(const TensorView& w, void* out) {
 }
 
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
+  if (w.layout == Layout::kPanels) {
+    const TensorView* ws[] = {&w};
+    float* ys[] = {y};
+    matmul_stored(ws, x, n_tok, ys);
+    return;
+  }
   const int64_t rows = w.rows(), cols = w.cols();
   const WeightKernels& k = kernels().of(w.dtype);
   SLM_ASSERT(k.vec_dot != nullptr);  // ModelSource refuses weight types without kernels
   // Convert the activations once into the format the weight type dots with.
   const int64_t ab = act_row_bytes(k.act_type, cols);
-  // 64-byte aligned, so SIMD loads never split a cache line.
-  std::unique_ptr<uint8_t, decltype(&std::free)> act(
-      static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((ab * n_tok + 63) / 64 * 64))), &std::free);
-  SLM_ASSERT(act != nullptr);
+  const ActBuffer act = act_buffer(ab * n_tok);
   const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(k.act_type)];
   for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.get() + t * ab, cols);
   // Weight rows are split over threads (so a result never depends on the
@@ -143,11 +176,6 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   // pay off past some work: a tiny matmul would wait on barriers.
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const uint8_t* a = act.get();
-  if (w.layout == Layout::kPanels) {
-    SLM_ASSERT(k.panel != nullptr && k.panel->dot_stored != nullptr);  // repack made it with these kernels
-    matmul_stored(k, w, a, ab, n_tok, y);
-    return;
-  }
   if (k.panel != nullptr && n_tok > 1) {
     matmul_panels(k, w, a, ab, n_tok, y);
     return;
@@ -172,6 +200,21 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
         for (int j = 0; j < na; ++j) y[(t + j) * rows + r0 + i] = out[i * na + j];
     }
   }
+}
+
+void matmul_shared(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys) {
+  SLM_ASSERT(!ws.empty() && ws.size() == ys.size());
+  bool stored = true;
+  for (const TensorView* w : ws) {
+    const WeightKernels& k = kernels().of(w->dtype);
+    stored = stored && w->layout == Layout::kPanels && w->cols() == ws[0]->cols() &&
+             k.act_type == kernels().of(ws[0]->dtype).act_type;
+  }
+  if (stored) {
+    matmul_stored(ws, x, n_tok, ys);
+    return;
+  }
+  for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, n_tok, ys[i]);
 }
 
 void add_bias(const TensorView& bias, float* y, int64_t n_tok) {

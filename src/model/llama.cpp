@@ -96,6 +96,13 @@ void Model::linear(const TensorView& w, const TensorView& b, const float* x, int
   if (b.data != nullptr) k::add_bias(b, y, n_tok);
 }
 
+void Model::linear_shared(std::span<const TensorView* const> w, std::span<const TensorView* const> b, const float* x,
+                          int64_t n_tok, std::span<float* const> y) const {
+  k::matmul_shared(w, x, n_tok, y);
+  for (size_t i = 0; i < b.size(); ++i)
+    if (b[i]->data != nullptr) k::add_bias(*b[i], y[i], n_tok);
+}
+
 Status Model::check_batch(const std::vector<BatchToken>& batch, const KvCache* kv) const {
   if (batch.empty()) return Status::InvalidArgument("[forward] empty batch");
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -250,9 +257,12 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
       in = x.data();
     }
     if (observer_) observer_(l, "attn_in", in, n_tok, D);
-    linear(L.wq, L.bq, in, n_tok, q.data());
-    linear(L.wk, L.bk, in, n_tok, kb.data());
-    linear(L.wv, L.bv, in, n_tok, vb.data());
+    {
+      const TensorView* w[] = {&L.wq, &L.wk, &L.wv};
+      const TensorView* b[] = {&L.bq, &L.bk, &L.bv};
+      float* y[] = {q.data(), kb.data(), vb.data()};
+      linear_shared(w, b, in, n_tok, y);
+    }
     for (int64_t t = 0; t < n_tok; ++t) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
       if (R > 0) {
@@ -275,9 +285,14 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
       in = x.data();
     }
     if (observer_) observer_(l, "ffn_in", in, n_tok, D);
-    linear(L.ffn_up, L.ffn_up_b, in, n_tok, up.data());
+    {
+      const TensorView* w[] = {&L.ffn_up, &L.ffn_gate};
+      const TensorView* b[] = {&L.ffn_up_b, &L.ffn_gate_b};
+      float* y[] = {up.data(), gate.data()};
+      const size_t n = cfg_.ffn_gated ? 2 : 1;  // a plain MLP has no gate
+      linear_shared(std::span(w, n), std::span(b, n), in, n_tok, std::span(y, n));
+    }
     if (cfg_.ffn_gated) {
-      linear(L.ffn_gate, L.ffn_gate_b, in, n_tok, gate.data());
       if (cfg_.act == Activation::kSilu) {
         k::swiglu(gate.data(), up.data(), up.data(), n_tok * F);
       } else {

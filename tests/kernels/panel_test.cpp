@@ -156,4 +156,40 @@ TEST(Panel, RepackedMatmulMatchesReference) {
   if (tested == 0) GTEST_SKIP() << "no stored panels on this CPU (AVX-512 VNNI)";
 }
 
+// Weights of one input in one call (q, k, v): repacked ones, and a mix of
+// repacked and row-major ones, give what separate matmuls give, bit for bit.
+TEST(Panel, SharedMatmulEqualsSeparateMatmuls) {
+  std::mt19937 rng(11);
+  const int64_t n = 32 * 25, tokens = 9;
+  std::vector<Problem> ps;
+  for (int64_t rows : {23, 40, 7}) ps.push_back(make_problem(DType::kQ4_0, rows, n, tokens, rng));
+  std::vector<TensorView> rows_views(3), packed(3);
+  std::vector<std::unique_ptr<uint8_t, decltype(&std::free)>> bufs;
+  for (size_t i = 0; i < ps.size(); ++i) {
+    TensorView& w = rows_views[i];
+    w.dtype = DType::kQ4_0;
+    w.shape = {ps[i].rows, n};
+    w.data = ps[i].w.data();
+    w.nbytes = ps[i].w.size();
+    const int64_t bytes = repacked_bytes(w);
+    if (bytes == 0) GTEST_SKIP() << "no stored panels on this CPU (AVX-512 VNNI)";
+    bufs.emplace_back(static_cast<uint8_t*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)), &std::free);
+    packed[i] = repack(w, bufs.back().get());
+  }
+  const std::vector<float>& x = ps[0].x;
+  for (const auto& set : {std::vector<const TensorView*>{&packed[0], &packed[1], &packed[2]},
+                          std::vector<const TensorView*>{&packed[0], &rows_views[1], &packed[2]}}) {
+    std::vector<std::vector<float>> shared(3), separate(3);
+    std::vector<float*> ys;
+    for (size_t i = 0; i < 3; ++i) {
+      shared[i].assign(static_cast<size_t>(ps[i].rows * tokens), 0.0f);
+      separate[i] = shared[i];
+      ys.push_back(shared[i].data());
+      matmul(*set[i], x.data(), tokens, separate[i].data());
+    }
+    matmul_shared(set, x.data(), tokens, ys);
+    for (size_t i = 0; i < 3; ++i) EXPECT_EQ(shared[i], separate[i]) << "weight " << i;
+  }
+}
+
 }  // namespace slm::kernels

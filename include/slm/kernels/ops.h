@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "slm/core/tensor.h"
 
@@ -13,6 +14,11 @@ namespace slm::kernels {
 
 // y (n_tok, w.rows) = x (n_tok, w.cols) @ w^T, for any weight dtype.
 void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y);
+// Several weights reading the same x (q, k and v; gate and up): y[i]
+// (n_tok, w[i].rows). Repacked weights take x quantized once and share one
+// fork and join of the threads; others go one matmul each.
+void matmul_shared(std::span<const TensorView* const> w, const float* x, int64_t n_tok, std::span<float* const> y);
+
 // Repacking (a model's repack option): a weight matrix copied once into the
 // row panels matmul reads without unpacking them per call (dispatch.h,
 // PanelKernels::store). Q4_0 on AVX-512 VNNI: the same 4.5 bits per weight,

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -101,6 +102,9 @@ class Model {
   void norm(const Norm& n, const float* x, float* out, int64_t n_tok) const;
   // y (n_tok, w.rows) = x @ w^T + b (b optional).
   void linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y) const;
+  // The same for weights of one input (q, k, v; gate, up): kernels::matmul_shared.
+  void linear_shared(std::span<const TensorView* const> w, std::span<const TensorView* const> b, const float* x,
+                     int64_t n_tok, std::span<float* const> y) const;
   // seq_end: per token, the end of its sequence's positions in this batch (encoders) or -1.
   void attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, const std::vector<int64_t>& seq_end,
                  KvCache& kv, float* out) const;
