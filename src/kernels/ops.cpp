@@ -23,15 +23,6 @@ constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 // Chunks start at whole activation records (ActQ8x64: 2 blocks, ActQ8x256: 8).
 constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2, kPanelTokenGroup = 64;
 
-// GCC drops a loop of __builtin_prefetch as if it did nothing; asm keeps it.
-inline void prefetch(const uint8_t* p) {
-#if defined(__x86_64__)
-  asm volatile("prefetcht1 %0" : : "m"(*p));
-#else
-  __builtin_prefetch(p);
-#endif
-}
-
 void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* act, int64_t act_stride,
                    int64_t n_tok, float* y) {
   const PanelKernels& pk = *k.panel;
@@ -63,7 +54,7 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
         const int64_t prow0 = pp * kPanelRows, prows = pp < n_panels ? std::min<int64_t>(kPanelRows, rows - prow0) : 0;
         for (int q = 0; q < 4; ++q) {
           for (int64_t r = q * prows / 4; r < (q + 1) * prows / 4; ++r)
-            for (int64_t o = lo; o < hi; o += 64) prefetch(base + (prow0 + r) * wb + o);
+            prefetch(base + (prow0 + r) * wb + lo, hi - lo);
           const int64_t q0 = n * q / 4, q1 = n * (q + 1) / 4;
           if (q1 > q0) pk.pack(base + r0 * wb, wb, nw, b0 + q0, q1 - q0, scratch + q0 * kPanelBlockBytes);
         }
@@ -215,6 +206,17 @@ void matmul_shared(std::span<const TensorView* const> ws, const float* x, int64_
     return;
   }
   for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, n_tok, ys[i]);
+}
+
+void prefetch(const void* p, int64_t bytes) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  for (int64_t o = 0; o < bytes; o += 64) {
+#if defined(__x86_64__)
+    asm volatile("prefetcht0 %0" : : "m"(b[o]));  // GCC drops a loop of __builtin_prefetch as if it did nothing
+#else
+    __builtin_prefetch(b + o);
+#endif
+  }
 }
 
 void add_bias(const TensorView& bias, float* y, int64_t n_tok) {

@@ -4,8 +4,6 @@
 #include <climits>
 #include <cmath>
 
-#include <sys/mman.h>
-
 #include "slm/core/assert.h"
 #include "slm/kernels/attention.h"
 #include "slm/kernels/ops.h"
@@ -37,8 +35,8 @@ Model::Model(const ModelConfig& cfg, const Weights& w, const ModelOptions& opt)
     ffn_norm_.push_back(make_norm(L.ffn_norm, L.ffn_norm_b));
   }
   if (opt.repack) {
-    // In the order forward reads them, in one buffer of huge pages: the
-    // kernels' prefetching runs from one matrix on into the next.
+    // In the order forward reads them, in one buffer: the kernels'
+    // prefetching runs from one matrix on into the next.
     std::vector<TensorView*> mats;
     for (LayerWeights& L : own_.layers)
       for (TensorView* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) mats.push_back(t);
@@ -49,11 +47,8 @@ Model::Model(const ModelConfig& cfg, const Weights& w, const ModelOptions& opt)
       repacked_bytes_ += (bytes.back() + 63) / 64 * 64;
     }
     if (repacked_bytes_ > 0) {
-      constexpr size_t kHuge = size_t{2} << 20;
-      const size_t size = (static_cast<size_t>(repacked_bytes_) + kHuge - 1) / kHuge * kHuge;
-      repacked_.reset(static_cast<uint8_t*>(std::aligned_alloc(kHuge, size)));
+      repacked_.reset(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>(repacked_bytes_))));
       SLM_ASSERT(repacked_ != nullptr);
-      ::madvise(repacked_.get(), size, MADV_HUGEPAGE);  // a hint: without it, 4 KiB pages
       uint8_t* at = repacked_.get();
       for (size_t i = 0; i < mats.size(); ++i) {
         if (bytes[i] == 0) continue;

@@ -30,6 +30,10 @@ void matmul_shared(std::span<const TensorView* const> w, const float* x, int64_t
 int64_t repacked_bytes(const TensorView& w);
 TensorView repack(const TensorView& w, void* out);
 
+// Asks for the cache lines of [p, p + bytes) ahead of their use (prefetcht0).
+// Never faults: the range may run past an allocation.
+void prefetch(const void* p, int64_t bytes);
+
 // y += bias (n_tok, n) with bias a 1-D tensor of n elements of any plain dtype.
 void add_bias(const TensorView& bias, float* y, int64_t n_tok);
 // Row r of an embedding table (any dtype) as float: out (w.cols).
