@@ -68,7 +68,9 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
 
 // Stored panels (repack): each panel's blocks in place, a chunk at a time
 // against every token (dot_stored prefetches its own stream).
-int64_t stored_panel_bytes(const PanelKernels& pk, int64_t cols) { return (cols / 32 + 1) / 2 * pk.stored_pair_bytes; }
+int64_t stored_panel_bytes(const PanelKernels& pk, int64_t cols) {
+  return (cols / 32 + pk.stored_group_blocks - 1) / pk.stored_group_blocks * pk.stored_group_bytes;
+}
 
 // Aligned scratch for activations in a weight type's format.
 using ActBuffer = std::unique_ptr<uint8_t, decltype(&std::free)>;
@@ -86,6 +88,7 @@ void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_
   const WeightKernels& k = kernels().of(ws[0]->dtype);
   SLM_ASSERT(k.panel != nullptr && k.panel->dot_stored != nullptr);  // repack made them with these kernels
   const PanelKernels& pk = *k.panel;
+  SLM_ASSERT(kPanelChunk % pk.stored_group_blocks == 0);  // chunks start groups
   const int64_t cols = ws[0]->cols(), nb = cols / 32, panel_bytes = stored_panel_bytes(pk, cols);
   const int64_t ab = act_row_bytes(k.act_type, cols);
   const ActBuffer act = act_buffer(ab * n_tok);
@@ -111,7 +114,7 @@ void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_
       for (int64_t t0 = 0; t0 < n_tok; t0 += kPanelTokenGroup) {
         const int64_t nt = std::min(kPanelTokenGroup, n_tok - t0);
         for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk)
-          pk.dot_stored(std::min(kPanelChunk, nb - b0), panel + b0 / 2 * pk.stored_pair_bytes, nw,
+          pk.dot_stored(std::min(kPanelChunk, nb - b0), panel + b0 / pk.stored_group_blocks * pk.stored_group_bytes, nw,
                         act.get() + t0 * ab + act_row_bytes(k.act_type, b0 * 32), ab, nt, ys[wi] + t0 * rows + r0,
                         rows, b0 > 0);
       }

@@ -26,7 +26,17 @@ namespace slm::kernels {
 
 namespace {
 
-constexpr int64_t kStoredQ4_0PairBytes = 2 * 256 + 2 * 32;
+// Stored panels (the repack option) come in groups of blocks, 64-byte
+// aligned: pairs for Q4_0 and Q8_0, a 256-column super-block for Q4_K.
+struct StoredQ4_0 {
+  static constexpr int64_t kBlocks = 2, kBytes = 2 * 256 + 2 * 32;
+};
+struct StoredQ8_0 {
+  static constexpr int64_t kBlocks = 2, kBytes = 2 * 512 + 2 * 32;
+};
+struct StoredQ4_K {  // 4 x 512 nibbles, d and dmin (2 x 32), scales and mins (2 x 128)
+  static constexpr int64_t kBlocks = 8, kQs = 0, kD = 2048, kDmin = 2080, kScales = 2112, kMins = 2240, kBytes = 2368;
+};
 
 // Rows i and i + 4, i + 8, i + 12 of a block group: 16 bytes each at ptr[r] + off.
 inline __attribute__((always_inline)) __m512i rows4(const uint8_t* const* ptr, int i, int64_t off) {
@@ -109,13 +119,13 @@ void pack_q4_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
 void store_q4_0(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
   const Rows rows(w, w_stride, n_w);
   alignas(64) uint16_t d[kGroup * kPanelRows];
-  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * kStoredQ4_0PairBytes));
+  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * StoredQ4_0::kBytes));
   for (int64_t g = 0; g < nb; g += kGroup) {
     const int64_t n = std::min(kGroup, nb - g);
     row_fields(rows, g, n, sizeof(BlockQ4_0), offsetof(BlockQ4_0, d), d);
     for (int64_t b = 0; b < n; ++b) {
       const int64_t i = g + b;
-      uint8_t* pair = out + i / 2 * kStoredQ4_0PairBytes;
+      uint8_t* pair = out + i / 2 * StoredQ4_0::kBytes;
       __m512i t[4];
       transpose16x4(rows.ptr, i * static_cast<int64_t>(sizeof(BlockQ4_0)) + offsetof(BlockQ4_0, qs), t);
       for (int c = 0; c < 4; ++c) _mm512_store_si512(pair + 256 * (i & 1) + 64 * c, t[c]);
@@ -133,6 +143,30 @@ void pack_q8_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
     transpose16x4(rows.ptr, at + 16, v + 4);
     for (int k = 0; k < 8; ++k) v[k] = _mm512_xor_si512(v[k], _mm512_set1_epi8(static_cast<char>(0x80)));
   });
+}
+
+// Q8_0's stored panels: per pair of blocks, each block's 8 vectors as
+// pack_q8_0 makes them (512 bytes), then the two blocks' 16 scales as fp16.
+void store_q8_0(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
+  const Rows rows(w, w_stride, n_w);
+  alignas(64) uint16_t d[kGroup * kPanelRows];
+  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * StoredQ8_0::kBytes));
+  for (int64_t g = 0; g < nb; g += kGroup) {
+    const int64_t n = std::min(kGroup, nb - g);
+    row_fields(rows, g, n, sizeof(BlockQ8_0), offsetof(BlockQ8_0, d), d);
+    for (int64_t b = 0; b < n; ++b) {
+      const int64_t i = g + b;
+      uint8_t* pair = out + i / 2 * StoredQ8_0::kBytes;
+      const int64_t at = i * static_cast<int64_t>(sizeof(BlockQ8_0)) + offsetof(BlockQ8_0, qs);
+      __m512i v[8];
+      transpose16x4(rows.ptr, at, v);
+      transpose16x4(rows.ptr, at + 16, v + 4);
+      for (int k = 0; k < 8; ++k)
+        _mm512_store_si512(pair + 512 * (i & 1) + 64 * k, _mm512_xor_si512(v[k], _mm512_set1_epi8(static_cast<char>(0x80))));
+      const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + b * kPanelRows));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(pair + 1024 + 32 * (i & 1)), _mm256_maskz_mov_epi16(rows.live, h));
+    }
+  }
 }
 
 // Q5_0: nibble | fifth bit from qh (bit j for element j), as stored (q + 16).
@@ -155,6 +189,32 @@ void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   });
 }
 
+// The first 16 bytes of a Q4_K or Q5_K super-block of the 16 rows at byte at:
+// d and dmin as floats (0 for rows past n_w), and the 6-bit scales and mins
+// of its 8 sub-blocks: byte k of sc[0] (mn[0]) is row i's scale (min) of
+// sub-block k, of sc[1] (mn[1]) of sub-block k + 4, in lane i.
+struct K4Header {
+  __m512 d, dmin;
+  __m512i sc[2], mn[2];
+  K4Header(const Rows& rows, int64_t at) {
+    __m512i t[4];
+    transpose16x4(rows.ptr, at, t);
+    d = _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(t[0])));
+    dmin = _mm512_maskz_mov_ps(rows.live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(t[0], 16))));
+    const __m512i m63 = _mm512_set1_epi8(63), top2 = _mm512_set1_epi8(static_cast<char>(0xc0));
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    sc[0] = _mm512_and_si512(t[1], m63);
+    mn[0] = _mm512_and_si512(t[2], m63);
+    sc[1] = _mm512_or_si512(_mm512_and_si512(t[3], low), _mm512_srli_epi16(_mm512_and_si512(t[1], top2), 2));
+    mn[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(t[3], 4), low),
+                            _mm512_srli_epi16(_mm512_and_si512(t[2], top2), 2));
+  }
+  // Sub-block j's (0..7) byte of every row, as int32 lanes.
+  static __m512i byte(const __m512i v[2], int j) {
+    return _mm512_and_si512(_mm512_srli_epi32(v[j / 4], 8 * (j % 4)), _mm512_set1_epi32(0xff));
+  }
+};
+
 // Q4_K and Q5_K: each 32-element sub-block is a panel block, its quants
 // unsigned (0..15, and Q5_K's fifth bit: against signed ActQ8x256
 // activations, no offset), then the rows' d * scale and dmin * min of the
@@ -163,7 +223,6 @@ void pack_q5_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
 template <typename Block, bool kFifthBit>
 void pack_k4(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel) {
   const Rows rows(w, w_stride, n_w);
-  const __mmask16 live = rows.live;
   const __m512i low = _mm512_set1_epi8(0x0f);
   int64_t super = -1, pair = -1;
   __m512 dsc[8], dmn[8];
@@ -172,25 +231,11 @@ void pack_k4(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, u
     const int64_t sb = b0 + i, s = sb / 8;
     const int j = static_cast<int>(sb % 8);
     const int64_t at = s * static_cast<int64_t>(sizeof(Block));
-    if (s != super) {  // d, dmin and the 12 bytes of 6-bit scales and mins: 16 bytes per row
-      __m512i t[4];
-      transpose16x4(rows.ptr, at, t);
-      const __m512 d = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(t[0])));
-      const __m512 dmin = _mm512_maskz_mov_ps(live, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(t[0], 16))));
-      const __m512i m63 = _mm512_set1_epi8(63), top2 = _mm512_set1_epi8(static_cast<char>(0xc0));
-      // Byte k of these is the scale (min) of sub-block k (first pair) or k + 4.
-      const __m512i sc_lo = _mm512_and_si512(t[1], m63), mn_lo = _mm512_and_si512(t[2], m63);
-      const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(t[3], low), _mm512_srli_epi16(_mm512_and_si512(t[1], top2), 2));
-      const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(t[3], 4), low),
-                                            _mm512_srli_epi16(_mm512_and_si512(t[2], top2), 2));
-      for (int k = 0; k < 4; ++k) {
-        auto byte_k = [&](__m512i v) {
-          return _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(v, 8 * k), _mm512_set1_epi32(0xff)));
-        };
-        dsc[k] = _mm512_mul_ps(d, byte_k(sc_lo));
-        dmn[k] = _mm512_mul_ps(dmin, byte_k(mn_lo));
-        dsc[4 + k] = _mm512_mul_ps(d, byte_k(sc_hi));
-        dmn[4 + k] = _mm512_mul_ps(dmin, byte_k(mn_hi));
+    if (s != super) {
+      const K4Header h(rows, at);
+      for (int k = 0; k < 8; ++k) {
+        dsc[k] = _mm512_mul_ps(h.d, _mm512_cvtepi32_ps(h.byte(h.sc, k)));
+        dmn[k] = _mm512_mul_ps(h.dmin, _mm512_cvtepi32_ps(h.byte(h.mn, k)));
       }
       if constexpr (kFifthBit) {
         transpose16x4(rows.ptr, at + offsetof(Block, qh), qh);
@@ -213,6 +258,32 @@ void pack_k4(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, u
     }
     _mm512_store_ps(dst + 512, dsc[j]);
     _mm512_store_ps(dst + 576, dmn[j]);
+  }
+}
+
+// Q4_K's stored panels, a super-block (8 sub-blocks) of the 16 rows at a
+// time (StoredQ4_K): the 4 runs of 32 bytes of nibbles transposed as pack_k4
+// does (vector c: elements 4c..4c+3 of sub-block 2i in the low nibbles, of
+// 2i + 1 in the high ones), d and dmin as fp16 (0 for rows past n_w), then
+// the 6-bit scales and mins as bytes, 16 rows per sub-block.
+void store_q4_K(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
+  const Rows rows(w, w_stride, n_w);
+  for (int64_t s = 0; s < nb / 8; ++s) {
+    uint8_t* g = out + s * StoredQ4_K::kBytes;
+    const int64_t at = s * static_cast<int64_t>(sizeof(BlockQ4_K));
+    for (int pair = 0; pair < 4; ++pair) {
+      __m512i u[8];
+      transpose16x4(rows.ptr, at + offsetof(BlockQ4_K, qs) + 32 * pair, u);
+      transpose16x4(rows.ptr, at + offsetof(BlockQ4_K, qs) + 32 * pair + 16, u + 4);
+      for (int c = 0; c < 8; ++c) _mm512_store_si512(g + StoredQ4_K::kQs + 512 * pair + 64 * c, u[c]);
+    }
+    const K4Header h(rows, at);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(g + StoredQ4_K::kD), _mm512_cvtps_ph(h.d, _MM_FROUND_TO_NEAREST_INT));
+    _mm256_store_si256(reinterpret_cast<__m256i*>(g + StoredQ4_K::kDmin), _mm512_cvtps_ph(h.dmin, _MM_FROUND_TO_NEAREST_INT));
+    for (int j = 0; j < 8; ++j) {
+      _mm_store_si128(reinterpret_cast<__m128i*>(g + StoredQ4_K::kScales + 16 * j), _mm512_cvtepi32_epi8(K4Header::byte(h.sc, j)));
+      _mm_store_si128(reinterpret_cast<__m128i*>(g + StoredQ4_K::kMins + 16 * j), _mm512_cvtepi32_epi8(K4Header::byte(h.mn, j)));
+    }
   }
 }
 
@@ -329,7 +400,7 @@ struct RuleQ6_K {
 };
 
 // Where a block's 8 weight vectors and per-row floats come from: pack's
-// scratch (kPanelBlockBytes per block), or Q4_0's stored panels (store_q4_0).
+// scratch (kPanelBlockBytes per block), or a type's stored panels (store_*).
 struct FromScratch {
   static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
     const uint8_t* p = panel + b * kPanelBlockBytes;
@@ -339,15 +410,27 @@ struct FromScratch {
   }
 };
 // The stored panels are one stream through memory, but the hardware
-// prefetchers stop at each 4 KiB page: each block asks for its share of the
-// lines kStoredAhead bytes on (5 of a pair's 9 for the even block, 4 for the
-// odd), spread over the dots rather than in bursts that queue.
-constexpr int64_t kStoredAhead = 32768;
+// prefetchers stop at each 4 KiB page: each block asks for its share of its
+// group's lines kStoredAhead bytes on, spread over the dots rather than in
+// bursts that queue (2 KiB on was slower by a third, 8 KiB a little, 32 KiB
+// no better).
+constexpr int64_t kStoredAhead = 16384;
+template <typename Group>
+inline void prefetch_share(const uint8_t* group, int64_t b) {
+  constexpr int64_t kLines = Group::kBytes / 64;
+  const int64_t j = b % Group::kBlocks;
+  const uint8_t* p = group + kStoredAhead;
+  for (int64_t l = kLines * j / Group::kBlocks; l < kLines * (j + 1) / Group::kBlocks; ++l)
+    _mm_prefetch(reinterpret_cast<const char*>(p + 64 * l), _MM_HINT_T0);
+}
+// The 16 fp16 at p as floats.
+inline __m512 halves(const uint8_t* p) {
+  return _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(p)));
+}
 struct FromStoredQ4_0 {
   static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
-    const uint8_t* pair = panel + b / 2 * kStoredQ4_0PairBytes;
-    const uint8_t* ahead = pair + kStoredAhead + 320 * (b & 1);
-    for (int i = 0; i < 5 - (b & 1); ++i) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * i), _MM_HINT_T0);
+    const uint8_t* pair = panel + b / 2 * StoredQ4_0::kBytes;
+    prefetch_share<StoredQ4_0>(pair, b);
     const uint8_t* qs = pair + 256 * (b & 1);
     const __m512i low = _mm512_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
@@ -355,8 +438,30 @@ struct FromStoredQ4_0 {
       v[c] = _mm512_and_si512(t, low);
       v[4 + c] = _mm512_and_si512(_mm512_srli_epi16(t, 4), low);
     }
-    f[0] = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(pair + 512 + 32 * (b & 1))));
-    f[1] = f[0];
+    f[0] = f[1] = halves(pair + 512 + 32 * (b & 1));
+  }
+};
+struct FromStoredQ8_0 {
+  static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
+    const uint8_t* pair = panel + b / 2 * StoredQ8_0::kBytes;
+    prefetch_share<StoredQ8_0>(pair, b);
+    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(pair + 512 * (b & 1) + 64 * k);
+    f[0] = f[1] = halves(pair + 1024 + 32 * (b & 1));
+  }
+};
+struct FromStoredQ4_K {
+  static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
+    const uint8_t* g = panel + b / 8 * StoredQ4_K::kBytes;
+    prefetch_share<StoredQ4_K>(g, b);
+    const int j = static_cast<int>(b % 8);
+    const uint8_t* qs = g + StoredQ4_K::kQs + 512 * (j / 2);
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    for (int c = 0; c < 8; ++c) v[c] = _mm512_and_si512(_mm512_srli_epi16(_mm512_load_si512(qs + 64 * c), 4 * (j & 1)), low);
+    auto bytes = [&](int64_t off) {
+      return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(g + off + 16 * j))));
+    };
+    f[0] = _mm512_mul_ps(halves(g + StoredQ4_K::kD), bytes(StoredQ4_K::kScales));
+    f[1] = _mm512_mul_ps(halves(g + StoredQ4_K::kDmin), bytes(StoredQ4_K::kMins));
   }
 };
 
@@ -410,10 +515,12 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_
 }  // namespace
 
 const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<RuleQ8x64<3>>, store_q4_0,
-                                    dot_rows<RuleQ8x64<3>, FromStoredQ4_0>, kStoredQ4_0PairBytes};
-const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<RuleQ8x64<7>>};
+                                    dot_rows<RuleQ8x64<3>, FromStoredQ4_0>, StoredQ4_0::kBlocks, StoredQ4_0::kBytes};
+const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<RuleQ8x64<7>>, store_q8_0,
+                                    dot_rows<RuleQ8x64<7>, FromStoredQ8_0>, StoredQ8_0::kBlocks, StoredQ8_0::kBytes};
 const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<RuleQ8x64<4>>};
-const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>};
+const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>, store_q4_K,
+                                    dot_rows<RuleQ4_K, FromStoredQ4_K>, StoredQ4_K::kBlocks, StoredQ4_K::kBytes};
 const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<RuleQ4_K>};
 const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<RuleQ6_K>};
 

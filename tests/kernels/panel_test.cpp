@@ -124,14 +124,21 @@ TEST(Panel, MatmulMatchesReferenceForEveryType) {
 }
 
 }  // namespace
-// Repacked weights (stored panels): odd block counts (the last pair half
-// empty), more blocks than a chunk, a partial last panel, 1 to 19 tokens and
-// more than a token group; against the reference dot of the original rows.
+// Repacked weights (stored panels: Q4_0, Q8_0, Q4_K): odd block counts (the
+// last pair half empty), more blocks than a chunk, a partial last panel, 1 to
+// 19 tokens and more than a token group; against the reference dot of the
+// original rows.
 TEST(Panel, RepackedMatmulMatchesReference) {
   std::mt19937 rng(9);
   int tested = 0;
   for (DType t : kPanelTypes) {
-    for (const auto& [rows, n] : {std::pair<int64_t, int64_t>{1, 32}, {23, 96}, {16, 544}, {40, 32 * 37}}) {
+    // Blocks of 32 per row: 1, 3, 17, 37 (Q4_0, Q8_0); 8, 24, 40, 16 (Q4_K's super-blocks of 8).
+    const bool k_quant = dtype_info(t).block_size == 256;
+    const std::pair<int64_t, int64_t> shapes[] = {{1, k_quant ? 256 : 32},
+                                                  {23, k_quant ? 768 : 96},
+                                                  {16, k_quant ? 1280 : 544},
+                                                  {40, k_quant ? 512 : 32 * 37}};
+    for (const auto& [rows, n] : shapes) {
       TensorView w;
       w.dtype = t;
       w.shape = {rows, n};

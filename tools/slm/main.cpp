@@ -469,7 +469,7 @@ int main(int argc, char** argv) {
   run->add_option("-c,--ctx", ra.ctx, "Context size (default: the model's, at most 4096)")->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
   run->add_option("--tokenizer", ra.tokenizer, "Tokenizer file (tokenizer.json, tokenizer.model, llama2.c .bin)");
   run->add_option("--kv-type", ra.kv_type, "KV cache type: f32 or f16 (half the memory)");
-  run->add_flag("--repack", ra.repack, "Copy Q4_0 matrices once into the row panels the AVX-512 kernels read (faster batches and prompts; their size again in memory)");
+  run->add_flag("--repack", ra.repack, "Copy Q4_0, Q8_0 and Q4_K matrices once into the row panels the AVX-512 kernels read (faster generation, batches and prompts; their size again in memory)");
   run->add_flag("--print-ids", ra.print_ids, "Print generated token ids instead of text");
   run->add_flag("--ignore-eos", ra.ignore_eos, "Do not stop at end-of-generation tokens");
 
@@ -526,7 +526,7 @@ int main(int argc, char** argv) {
   std::string bench_kv = "f32";
   bench->add_option("--kv-type", bench_kv, "KV cache type: f32 or f16");
   bench->add_option("--parallel", bo.n_parallel, "Also generate N sequences decoded together (summed tok/s)")->check(CLI::Range(1, 1024));
-  bench->add_flag("--repack", bo.repack, "Copy Q4_0 matrices once into the row panels the AVX-512 kernels read (faster batches and prompts; their size again in memory)");
+  bench->add_flag("--repack", bo.repack, "Copy Q4_0, Q8_0 and Q4_K matrices once into the row panels the AVX-512 kernels read (faster generation, batches and prompts; their size again in memory)");
   bench->add_flag("--json", bench_json, "Print one JSON object");
 
   EvalArgs ea;
@@ -566,7 +566,7 @@ int main(int argc, char** argv) {
   serve->add_option("-t,--threads", sa.threads, "Threads (default: all cores)")->check(CLI::Range(1, 1024));
   serve->add_option("--tokenizer", sa.tokenizer, "Tokenizer file (default: the model's)");
   serve->add_option("--kv-type", sa.kv_type, "KV cache type: f16 (default) or f32");
-  serve->add_flag("--repack", sa.repack, "Copy Q4_0 matrices once into the row panels the AVX-512 kernels read (faster batches and prompts; their size again in memory)");
+  serve->add_flag("--repack", sa.repack, "Copy Q4_0, Q8_0 and Q4_K matrices once into the row panels the AVX-512 kernels read (faster generation, batches and prompts; their size again in memory)");
   serve->add_option("--parallel", sa.opt.n_parallel, "Requests decoded together in one batch (default 4)")->check(CLI::Range(1, 256));
   serve->add_option("--queue", sa.opt.max_queue, "Requests waiting for a slot before 503 (default 32)")->check(CLI::Range(0, 4096));
 

@@ -94,15 +94,16 @@ struct PanelKernels {
   void (*dot)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
               float* out, int64_t out_stride, bool accumulate);
   // Optional (null when the type has none): a stored panel form that keeps
-  // the type's bits (Q4_0: 4.5 per weight, as in the file) and that dot_stored
-  // reads with no packing, for weights repacked once at load (ops.h, repack).
-  // store writes all nb blocks of n_w <= kPanelRows rows, stored_pair_bytes
-  // per pair of blocks (an odd last block pairs with zeros), 64-byte aligned;
-  // dot_stored is dot over such a panel from block b0 (even) on.
+  // about the type's bits (Q4_0 4.5 per weight and Q8_0 8.5 as in the file,
+  // Q4_K 4.6 for its 4.5) and that dot_stored reads with no packing, for
+  // weights repacked once at load (ops.h, repack). store writes all nb blocks
+  // of n_w <= kPanelRows rows in groups of stored_group_blocks blocks,
+  // stored_group_bytes each (a last group part empty is zeros), 64-byte
+  // aligned; dot_stored is dot over such a panel from a block that starts a group.
   void (*store)(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) = nullptr;
   void (*dot_stored)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
                      float* out, int64_t out_stride, bool accumulate) = nullptr;
-  int64_t stored_pair_bytes = 0;
+  int64_t stored_group_blocks = 0, stored_group_bytes = 0;
 };
 
 struct WeightKernels {

@@ -21,9 +21,10 @@ void matmul_shared(std::span<const TensorView* const> w, const float* x, int64_t
 
 // Repacking (a model's repack option): a weight matrix copied once into the
 // row panels matmul reads without unpacking them per call (dispatch.h,
-// PanelKernels::store). Q4_0 on AVX-512 VNNI: the same 4.5 bits per weight,
-// several tokens' matmuls (batched decoding, prompts) 1.3-1.5x faster. The
-// copy is the point, so it is an option and not how models load.
+// PanelKernels::store). Q4_0, Q8_0 and Q4_K on AVX-512 VNNI, at about the
+// file's bits per weight: one token's matmuls read memory faster, several
+// tokens' (batched decoding, prompts) skip the unpacking. The copy is the
+// point, so it is an option and not how models load.
 // repacked_bytes: bytes of w repacked on this CPU's kernels, 0 when its type
 // (or layout) has no stored panels here. repack: writes them to out (64-byte
 // aligned) and returns the view of them, layout kPanels, name/shape/dtype w's.

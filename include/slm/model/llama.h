@@ -48,7 +48,7 @@ using LinearObserver = std::function<void(int64_t layer, const char* which, cons
 
 struct ModelOptions {
   // Copy the matrices whose type has stored row panels on this CPU
-  // (kernels::repack: Q4_0 on AVX-512 VNNI) into them once: batched decoding
+  // (kernels::repack: Q4_0, Q8_0, Q4_K on AVX-512 VNNI) into them once: batched decoding
   // and prompts go faster, at the price of that copy (time at load, memory
   // beside the mapped file). Off by default: loading copies nothing.
   bool repack = false;
