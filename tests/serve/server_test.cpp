@@ -25,10 +25,11 @@ using nlohmann::json;
 
 const std::string kModelRel = "models/stories260K/stories260K.gguf";
 
-std::unique_ptr<engine::Session> open_session(const std::string& path, int64_t n_ctx = 0) {
+std::unique_ptr<engine::Session> open_session(const std::string& path, int64_t n_ctx = 0, bool repack = false) {
   engine::SessionOptions so;
   so.n_threads = 1;
   so.n_ctx = n_ctx;
+  so.repack = repack;
   auto s = engine::Session::open(path, so);
   EXPECT_TRUE(s.ok()) << s.status().message();
   return s.ok() ? std::move(*s) : nullptr;
@@ -37,11 +38,11 @@ std::unique_ptr<engine::Session> open_session(const std::string& path, int64_t n
 // A server running in a thread for as long as the object lives.
 class RunningServer {
  public:
-  RunningServer(const std::string& model, ServerOptions opt, int64_t n_ctx = 0) {
+  RunningServer(const std::string& model, ServerOptions opt, int64_t n_ctx = 0, bool repack = false) {
     opt.host = "127.0.0.1";
     opt.port = 0;
     opt.n_threads = 1;
-    auto s = Server::create(open_session(model, n_ctx), model, opt);
+    auto s = Server::create(open_session(model, n_ctx, repack), model, opt);
     EXPECT_TRUE(s.ok()) << s.status().message();
     server_ = std::move(*s);
     Status st = server_->bind();
@@ -98,8 +99,9 @@ void expect_error(const httplib::Result& r, int status, const std::string& what)
   EXPECT_TRUE(e.contains("code")) << what;
 }
 
-std::string greedy_reference(const std::string& prompt, int n) {
-  auto s = open_session(test::shared_data(kModelRel));
+std::string greedy_reference(const std::string& prompt, int n, const std::string& model_rel = kModelRel,
+                             bool repack = false) {
+  auto s = open_session(test::shared_data(model_rel), 0, repack);
   auto ids = s->tokenize(prompt, true);
   EXPECT_TRUE(ids.ok());
   engine::GenerateOptions go;
@@ -495,6 +497,33 @@ TEST(ServeBatching, ConcurrentRequestsShareForwardPassesAndEqualAlone) {
   EXPECT_EQ(metric(m->body, "slm_generated_tokens_total"), 6 * 60);
   EXPECT_EQ(metric(m->body, "slm_active_sequences"), 0);
   EXPECT_EQ(metric(m->body, "slm_kv_cache_used_positions"), 0);
+}
+
+// Repacked weights (--repack; Q4_0 here): a token's logits do not depend on
+// the batch it rides in, so batched greedy text equals a lone repacked session's.
+TEST(ServeBatching, RepackedWeightsBatchAsTheyRunAlone) {
+  const std::string rel = "models/quant-ref/rand-2m-Q4_0.gguf", model = test::shared_data(rel);
+  SLM_REQUIRE_DATA(model);
+  ServerOptions opt;
+  opt.n_parallel = 4;
+  RunningServer srv(model, opt, 0, true);
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Ben", "The cat sat", "A big dog", "Tom was sad"};
+  std::vector<std::string> got(prompts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    threads.emplace_back([&, i] {
+      json req = {{"prompt", prompts[i]}, {"max_tokens", 40}, {"temperature", 0}};
+      auto r = srv.client()->Post("/v1/completions", req.dump(), "application/json");
+      if (r && r->status == 200) got[i] = json::parse(r->body)["choices"][0]["text"].get<std::string>();
+    });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_FALSE(got[i].empty()) << prompts[i];
+    EXPECT_EQ(got[i], greedy_reference(prompts[i], 40, rel, true)) << prompts[i];
+  }
+  auto m = srv.client()->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_GT(metric(m->body, "slm_batch_sequences_total") / metric(m->body, "slm_batch_steps_total"), 1.5);
 }
 
 TEST(ServeBatching, FullQueueIs503) {
