@@ -84,6 +84,9 @@ ActBuffer act_buffer(int64_t bytes) {
 // Repacked weights of one input (matmul_shared): in one parallel region, x
 // quantized a token per thread at a time, then every weight's panels shared
 // out as one list, so q, k and v (or gate and up) cost one fork and join.
+// Statically: each thread walks its own run of panels, which is what its
+// prefetches (non-temporal, into its own core's cache) ask for ahead; shared
+// out dynamically, the rate halved.
 void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys) {
   const WeightKernels& k = kernels().of(ws[0]->dtype);
   SLM_ASSERT(k.panel != nullptr && k.panel->dot_stored != nullptr);  // repack made them with these kernels

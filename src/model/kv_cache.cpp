@@ -48,14 +48,15 @@ KvCache::KvCache(const ModelConfig& c, int64_t layer_begin, int64_t layer_end, i
       n_ctx_(n_ctx),
       kv_dim_(c.n_head_kv * c.head_dim),
       n_head_kv_(c.n_head_kv),
+      head_dim_(c.head_dim),
       ring_chunk_(ring_chunk),
       ring_(ring_rows(c, n_ctx, ring_chunk)),
       rows_(ring_ > 0 ? 2 * ring_ : n_ctx),
       type_(type),
-      row_bytes_(static_cast<size_t>(kv_dim_) * (type == DType::kF16 ? 2 : 4)),
+      head_bytes_(static_cast<size_t>(c.head_dim) * (type == DType::kF16 ? 2 : 4)),
       len_(static_cast<size_t>(n_seq), 0) {
   SLM_ASSERT(type == DType::kF32 || type == DType::kF16);
-  bytes_per_buffer_ = static_cast<size_t>(layer_end - layer_begin) * n_seq * rows_ * row_bytes_;
+  bytes_per_buffer_ = static_cast<size_t>(layer_end - layer_begin) * n_seq * n_head_kv_ * rows_ * head_bytes_;
   // calloc: large blocks come zeroed from the OS, page by page as they are touched.
   k_.reset(static_cast<uint8_t*>(std::calloc(bytes_per_buffer_, 1)));
   v_.reset(static_cast<uint8_t*>(std::calloc(bytes_per_buffer_, 1)));
@@ -63,19 +64,22 @@ KvCache::KvCache(const ModelConfig& c, int64_t layer_begin, int64_t layer_end, i
 }
 
 void KvCache::store(int64_t layer, int32_t seq, int64_t pos, const float* k, const float* v) {
-  const size_t o = offset(layer, seq, pos);
-  store_row(o, k, v);
-  if (ring_ > 0) store_row(o + static_cast<size_t>(ring_) * row_bytes_, k, v);  // the second copy
+  for (int64_t h = 0; h < n_head_kv_; ++h) {
+    const size_t o = offset(layer, seq, h, pos);
+    store_row(o, k + h * head_dim_, v + h * head_dim_);
+    if (ring_ > 0) store_row(o + static_cast<size_t>(ring_) * head_bytes_, k + h * head_dim_, v + h * head_dim_);  // the second copy
+  }
 }
 
+// One head's K and V at one position.
 void KvCache::store_row(size_t o, const float* k, const float* v) {
   if (type_ == DType::kF32) {
-    std::memcpy(k_.get() + o, k, row_bytes_);
-    std::memcpy(v_.get() + o, v, row_bytes_);
+    std::memcpy(k_.get() + o, k, head_bytes_);
+    std::memcpy(v_.get() + o, v, head_bytes_);
     return;
   }
-  kernels::to_f16(k, reinterpret_cast<uint16_t*>(k_.get() + o), kv_dim_);
-  kernels::to_f16(v, reinterpret_cast<uint16_t*>(v_.get() + o), kv_dim_);
+  kernels::to_f16(k, reinterpret_cast<uint16_t*>(k_.get() + o), head_dim_);
+  kernels::to_f16(v, reinterpret_cast<uint16_t*>(v_.get() + o), head_dim_);
 }
 
 }  // namespace slm::model

@@ -173,15 +173,15 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const
       const BatchToken& bt = batch[static_cast<size_t>(t)];
       const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
       const int64_t hi = cfg_.causal ? bt.pos + 1 : seq_end[static_cast<size_t>(t)];
-      const size_t head_bytes = kv.head_bytes();
+
       k::AttentionArgs a;
       a.q = q + (t * n_head + h * group) * hd;
       a.group = static_cast<int>(group);
       a.head_dim = hd;
-      a.k = kv.k(layer, bt.seq, lo) + h * head_bytes;
-      a.v = kv.v(layer, bt.seq, lo) + h * head_bytes;
+      a.k = kv.k(layer, bt.seq, h, lo);
+      a.v = kv.v(layer, bt.seq, h, lo);
       a.kv_type = kv.type();
-      a.row_bytes = static_cast<int64_t>(kv.row_bytes());
+      a.row_bytes = static_cast<int64_t>(kv.head_bytes());
       a.n_pos = hi - lo;
       a.scale = scale;
       a.out = out + (t * n_head + h * group) * hd;
