@@ -28,11 +28,13 @@ namespace {
 
 // Stored panels (the repack option) come in groups of blocks, 64-byte
 // aligned: pairs for Q4_0 and Q8_0, a 256-column super-block for Q4_K.
+// Q4_0 and Q8_0: two blocks' weights (kQs bytes each), then their 16 scales
+// as fp16 each.
 struct StoredQ4_0 {
-  static constexpr int64_t kBlocks = 2, kBytes = 2 * 256 + 2 * 32;
+  static constexpr int64_t kBlocks = 2, kQs = 256, kBytes = 2 * kQs + 2 * 32;
 };
 struct StoredQ8_0 {
-  static constexpr int64_t kBlocks = 2, kBytes = 2 * 512 + 2 * 32;
+  static constexpr int64_t kBlocks = 2, kQs = 512, kBytes = 2 * kQs + 2 * 32;
 };
 struct StoredQ4_K {  // 4 x 512 nibbles, d and dmin (2 x 32), scales and mins (2 x 128)
   static constexpr int64_t kBlocks = 8, kQs = 0, kD = 2048, kDmin = 2080, kScales = 2112, kMins = 2240, kBytes = 2368;
@@ -111,28 +113,37 @@ void pack_q4_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   });
 }
 
-// Q4_0's stored panels (the repack option): per pair of blocks, each
-// block's 16 x 16 bytes of nibbles transposed as pack_q4_0 does before it
-// splits them (so vector c holds elements 4c..4c+3 in its low nibbles and
-// 16 + 4c.. in its high ones), 256 bytes a block, then the two blocks' 16
-// scales as fp16 (0 for rows past n_w). An odd last block pairs with zeros.
-void store_q4_0(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
+// Stored panels of Q4_0 or Q8_0 (Group), a pair of blocks at a time: each
+// block's weights from Weights (rows, block, dst), then the rows' scales as
+// fp16 (0 for rows past n_w). An odd last block pairs with zeros.
+template <typename Block, typename Group, typename Weights>
+void store_pairs(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out, Weights weights) {
   const Rows rows(w, w_stride, n_w);
   alignas(64) uint16_t d[kGroup * kPanelRows];
-  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * StoredQ4_0::kBytes));
+  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * Group::kBytes));
   for (int64_t g = 0; g < nb; g += kGroup) {
     const int64_t n = std::min(kGroup, nb - g);
-    row_fields(rows, g, n, sizeof(BlockQ4_0), offsetof(BlockQ4_0, d), d);
+    row_fields(rows, g, n, sizeof(Block), offsetof(Block, d), d);
     for (int64_t b = 0; b < n; ++b) {
       const int64_t i = g + b;
-      uint8_t* pair = out + i / 2 * StoredQ4_0::kBytes;
-      __m512i t[4];
-      transpose16x4(rows.ptr, i * static_cast<int64_t>(sizeof(BlockQ4_0)) + offsetof(BlockQ4_0, qs), t);
-      for (int c = 0; c < 4; ++c) _mm512_store_si512(pair + 256 * (i & 1) + 64 * c, t[c]);
+      uint8_t* pair = out + i / 2 * Group::kBytes;
+      weights(rows, i, pair + Group::kQs * (i & 1));
       const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + b * kPanelRows));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(pair + 512 + 32 * (i & 1)), _mm256_maskz_mov_epi16(rows.live, h));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(pair + 2 * Group::kQs + 32 * (i & 1)),
+                         _mm256_maskz_mov_epi16(rows.live, h));
     }
   }
+}
+
+// Q4_0's: a block's 16 x 16 bytes of nibbles transposed as pack_q4_0 does
+// before it splits them (vector c holds elements 4c..4c+3 in its low nibbles
+// and 16 + 4c.. in its high ones).
+void store_q4_0(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
+  store_pairs<BlockQ4_0, StoredQ4_0>(w, w_stride, n_w, nb, out, [](const Rows& rows, int64_t i, uint8_t* dst) {
+    __m512i t[4];
+    transpose16x4(rows.ptr, i * static_cast<int64_t>(sizeof(BlockQ4_0)) + offsetof(BlockQ4_0, qs), t);
+    for (int c = 0; c < 4; ++c) _mm512_store_si512(dst + 64 * c, t[c]);
+  });
 }
 
 // Q8_0: int8 + 128.
@@ -145,28 +156,16 @@ void pack_q8_0(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb,
   });
 }
 
-// Q8_0's stored panels: per pair of blocks, each block's 8 vectors as
-// pack_q8_0 makes them (512 bytes), then the two blocks' 16 scales as fp16.
+// Q8_0's: a block's 8 vectors as pack_q8_0 makes them.
 void store_q8_0(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) {
-  const Rows rows(w, w_stride, n_w);
-  alignas(64) uint16_t d[kGroup * kPanelRows];
-  std::memset(out, 0, static_cast<size_t>((nb + 1) / 2 * StoredQ8_0::kBytes));
-  for (int64_t g = 0; g < nb; g += kGroup) {
-    const int64_t n = std::min(kGroup, nb - g);
-    row_fields(rows, g, n, sizeof(BlockQ8_0), offsetof(BlockQ8_0, d), d);
-    for (int64_t b = 0; b < n; ++b) {
-      const int64_t i = g + b;
-      uint8_t* pair = out + i / 2 * StoredQ8_0::kBytes;
-      const int64_t at = i * static_cast<int64_t>(sizeof(BlockQ8_0)) + offsetof(BlockQ8_0, qs);
-      __m512i v[8];
-      transpose16x4(rows.ptr, at, v);
-      transpose16x4(rows.ptr, at + 16, v + 4);
-      for (int k = 0; k < 8; ++k)
-        _mm512_store_si512(pair + 512 * (i & 1) + 64 * k, _mm512_xor_si512(v[k], _mm512_set1_epi8(static_cast<char>(0x80))));
-      const __m256i h = _mm256_load_si256(reinterpret_cast<const __m256i*>(d + b * kPanelRows));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(pair + 1024 + 32 * (i & 1)), _mm256_maskz_mov_epi16(rows.live, h));
-    }
-  }
+  store_pairs<BlockQ8_0, StoredQ8_0>(w, w_stride, n_w, nb, out, [](const Rows& rows, int64_t i, uint8_t* dst) {
+    const int64_t at = i * static_cast<int64_t>(sizeof(BlockQ8_0)) + offsetof(BlockQ8_0, qs);
+    __m512i v[8];
+    transpose16x4(rows.ptr, at, v);
+    transpose16x4(rows.ptr, at + 16, v + 4);
+    for (int k = 0; k < 8; ++k)
+      _mm512_store_si512(dst + 64 * k, _mm512_xor_si512(v[k], _mm512_set1_epi8(static_cast<char>(0x80))));
+  });
 }
 
 // Q5_0: nibble | fifth bit from qh (bit j for element j), as stored (q + 16).
@@ -433,22 +432,22 @@ struct FromStoredQ4_0 {
   static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
     const uint8_t* pair = panel + b / 2 * StoredQ4_0::kBytes;
     prefetch_share<StoredQ4_0>(pair, b);
-    const uint8_t* qs = pair + 256 * (b & 1);
+    const uint8_t* qs = pair + StoredQ4_0::kQs * (b & 1);
     const __m512i low = _mm512_set1_epi8(0x0f);
     for (int c = 0; c < 4; ++c) {
       const __m512i t = _mm512_load_si512(qs + 64 * c);
       v[c] = _mm512_and_si512(t, low);
       v[4 + c] = _mm512_and_si512(_mm512_srli_epi16(t, 4), low);
     }
-    f[0] = f[1] = halves(pair + 512 + 32 * (b & 1));
+    f[0] = f[1] = halves(pair + 2 * StoredQ4_0::kQs + 32 * (b & 1));
   }
 };
 struct FromStoredQ8_0 {
   static void load(const uint8_t* panel, int64_t b, __m512i v[8], __m512 f[2]) {
     const uint8_t* pair = panel + b / 2 * StoredQ8_0::kBytes;
     prefetch_share<StoredQ8_0>(pair, b);
-    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(pair + 512 * (b & 1) + 64 * k);
-    f[0] = f[1] = halves(pair + 1024 + 32 * (b & 1));
+    for (int k = 0; k < 8; ++k) v[k] = _mm512_load_si512(pair + StoredQ8_0::kQs * (b & 1) + 64 * k);
+    f[0] = f[1] = halves(pair + 2 * StoredQ8_0::kQs + 32 * (b & 1));
   }
 };
 struct FromStoredQ4_K {
