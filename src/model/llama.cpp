@@ -173,7 +173,6 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const
       const BatchToken& bt = batch[static_cast<size_t>(t)];
       const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
       const int64_t hi = cfg_.causal ? bt.pos + 1 : seq_end[static_cast<size_t>(t)];
-
       k::AttentionArgs a;
       a.q = q + (t * n_head + h * group) * hd;
       a.group = static_cast<int>(group);
