@@ -17,22 +17,66 @@ namespace {
 
 constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 
+// Aligned scratch for activations in a weight type's format.
+using ActBuffer = std::unique_ptr<uint8_t, decltype(&std::free)>;
+ActBuffer act_buffer(int64_t bytes) {
+  // 64-byte aligned, so SIMD loads never split a cache line.
+  ActBuffer b(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((bytes + 63) / 64 * 64))), &std::free);
+  SLM_ASSERT(b != nullptr);
+  return b;
+}
+
+// The activations of a panel matmul: x's rows in the weight type's format,
+// and two by two where its panels pair tokens (PanelKernels::pair).
+struct PanelInput {
+  ActType type;
+  int64_t ab, pb = 0;  // bytes per row, per pair of rows
+  ActBuffer rows, pairs{nullptr, &std::free};
+  PanelInput(const WeightKernels& k, int64_t cols, int64_t n_tok)
+      : type(k.act_type), ab(act_row_bytes(k.act_type, cols)), rows(act_buffer(ab * n_tok)) {
+    if (k.panel->pair == nullptr || n_tok < 2) return;
+    pb = (cols / 32 + 1) / 2 * static_cast<int64_t>(sizeof(ActQ8x64Pair));
+    pairs = act_buffer(pb * (n_tok / 2));
+  }
+  // Called by every thread of a parallel region: two tokens per iteration,
+  // converted, then paired.
+  void fill(const WeightKernels& k, const float* x, int64_t cols, int64_t n_tok) {
+    const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(type)];
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < (n_tok + 1) / 2; ++p) {
+      for (int64_t t = 2 * p; t < std::min(n_tok, 2 * p + 2); ++t) quantize(x + t * cols, rows.get() + t * ab, cols);
+      if (pairs != nullptr && 2 * p + 1 < n_tok)
+        k.panel->pair(rows.get() + 2 * p * ab, rows.get() + (2 * p + 1) * ab, cols, pairs.get() + p * pb);
+    }
+  }
+  // Tokens [t0, t0 + nt) (t0 even) from block b0 (a record's first).
+  PanelActs at(int64_t t0, int64_t nt, int64_t b0) const {
+    PanelActs a{rows.get() + t0 * ab + act_row_bytes(type, b0 * 32), ab, nt};
+    if (pairs != nullptr) {
+      a.pairs = pairs.get() + t0 / 2 * pb + b0 / 2 * static_cast<int64_t>(sizeof(ActQ8x64Pair));
+      a.pair_stride = pb;
+    }
+    return a;
+  }
+};
+
 // Row panels (dispatch.h): a panel of kPanelRows rows at a time per thread,
 // unpacked kPanelChunk blocks at a time into a scratch that stays in L1, then
 // dotted with every token; later chunks add to the outputs.
 // Chunks start at whole activation records (ActQ8x64: 2 blocks, ActQ8x256: 8).
 constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2, kPanelTokenGroup = 64;
 
-void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* act, int64_t act_stride,
-                   int64_t n_tok, float* y) {
+void matmul_panels(const WeightKernels& k, const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const PanelKernels& pk = *k.panel;
   const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const int64_t n_panels = (rows + kPanelRows - 1) / kPanelRows;
   const int64_t block_bytes = wb / nb, n_chunks = (nb + kPanelChunk - 1) / kPanelChunk;
   const auto* base = static_cast<const uint8_t*>(w.data);
+  PanelInput in(k, cols, n_tok);
 #pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
   {
+    in.fill(k, x, cols, n_tok);
     alignas(64) uint8_t scratch[kPanelChunk * kPanelBlockBytes];
     // Long prompts go kPanelTokenGroup tokens at a time (each group packs the
     // panels again), so a chunk's activations stay in L2.
@@ -58,8 +102,7 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
           const int64_t q0 = n * q / 4, q1 = n * (q + 1) / 4;
           if (q1 > q0) pk.pack(base + r0 * wb, wb, nw, b0 + q0, q1 - q0, scratch + q0 * kPanelBlockBytes);
         }
-        pk.dot(n, scratch, nw, act + t0 * act_stride + act_row_bytes(k.act_type, b0 * 32), act_stride, nt,
-               y + t0 * rows + r0, rows, b0 > 0);
+        pk.dot(n, scratch, nw, in.at(t0, nt, b0), y + t0 * rows + r0, rows, b0 > 0);
       }
     }
     }
@@ -70,15 +113,6 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const uint8_t* a
 // against every token (dot_stored prefetches its own stream).
 int64_t stored_panel_bytes(const PanelKernels& pk, int64_t cols) {
   return (cols / 32 + pk.stored_group_blocks - 1) / pk.stored_group_blocks * pk.stored_group_bytes;
-}
-
-// Aligned scratch for activations in a weight type's format.
-using ActBuffer = std::unique_ptr<uint8_t, decltype(&std::free)>;
-ActBuffer act_buffer(int64_t bytes) {
-  // 64-byte aligned, so SIMD loads never split a cache line.
-  ActBuffer b(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((bytes + 63) / 64 * 64))), &std::free);
-  SLM_ASSERT(b != nullptr);
-  return b;
 }
 
 // Repacked weights of one input (matmul_shared): in one parallel region, x
@@ -93,9 +127,7 @@ void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_
   const PanelKernels& pk = *k.panel;
   SLM_ASSERT(kPanelChunk % pk.stored_group_blocks == 0);  // chunks start groups
   const int64_t cols = ws[0]->cols(), nb = cols / 32, panel_bytes = stored_panel_bytes(pk, cols);
-  const int64_t ab = act_row_bytes(k.act_type, cols);
-  const ActBuffer act = act_buffer(ab * n_tok);
-  const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(k.act_type)];
+  PanelInput in(k, cols, n_tok);
   std::vector<int64_t> first{0};  // ws[i]'s panels are [first[i], first[i + 1]) of the list
   int64_t rows_all = 0;
   for (const TensorView* w : ws) {
@@ -104,8 +136,7 @@ void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_
   }
 #pragma omp parallel if (rows_all * cols * n_tok > kMinParallelWork)
   {
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < n_tok; ++t) quantize(x + t * cols, act.get() + t * ab, cols);
+    in.fill(k, x, cols, n_tok);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < first.back(); ++i) {
       size_t wi = 0;
@@ -118,8 +149,7 @@ void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_
         const int64_t nt = std::min(kPanelTokenGroup, n_tok - t0);
         for (int64_t b0 = 0; b0 < nb; b0 += kPanelChunk)
           pk.dot_stored(std::min(kPanelChunk, nb - b0), panel + b0 / pk.stored_group_blocks * pk.stored_group_bytes, nw,
-                        act.get() + t0 * ab + act_row_bytes(k.act_type, b0 * 32), ab, nt, ys[wi] + t0 * rows + r0,
-                        rows, b0 > 0);
+                        in.at(t0, nt, b0), ys[wi] + t0 * rows + r0, rows, b0 > 0);
       }
     }
   }
@@ -163,6 +193,10 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   const int64_t rows = w.rows(), cols = w.cols();
   const WeightKernels& k = kernels().of(w.dtype);
   SLM_ASSERT(k.vec_dot != nullptr);  // ModelSource refuses weight types without kernels
+  if (k.panel != nullptr && n_tok > 1) {
+    matmul_panels(k, w, x, n_tok, y);
+    return;
+  }
   // Convert the activations once into the format the weight type dots with.
   const int64_t ab = act_row_bytes(k.act_type, cols);
   const ActBuffer act = act_buffer(ab * n_tok);
@@ -173,10 +207,6 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   // pay off past some work: a tiny matmul would wait on barriers.
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
   const uint8_t* a = act.get();
-  if (k.panel != nullptr && n_tok > 1) {
-    matmul_panels(k, w, a, ab, n_tok, y);
-    return;
-  }
   const auto* base = static_cast<const uint8_t*>(w.data);
   if (k.dot_tile == nullptr || n_tok == 1) {
 #pragma omp parallel for schedule(static) if (rows * cols * n_tok > kMinParallelWork)

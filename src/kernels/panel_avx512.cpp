@@ -491,21 +491,107 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
   }
 }
 
-// All n_act activation rows, kPanelTokens at a time.
+// RuleQ8x64's dots for P pairs of tokens (ActQ8x64Pair records, pair_stride
+// apart): lane 2r + t of accumulator [g][p] is row 8g + r with token 2p + t.
+// Per weight vector two permutes spread rows 0-7 and 8-15 over lane pairs; per
+// lane of the record one 64-bit broadcast gives both tokens' bytes. The sums
+// and their scaling are RuleQ8x64's, so the results are the same bits.
+template <int kShift, typename From, int P>
+void dot_chunk_pairs(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* pairs, int64_t pair_stride, float* out,
+                     int64_t out_stride, bool accumulate) {
+  const __m512i spread0 = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i spread1 = _mm512_add_epi32(spread0, _mm512_set1_epi32(8));
+  __m512 acc[2][P];
+  for (auto& g : acc)
+    for (auto& a : g) a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i v[8];
+    __m512 f[2];
+    From::load(panel, b, v, f);
+    const int h = static_cast<int>(b & 1);
+    const ActQ8x64Pair* y[P];
+    for (int p = 0; p < P; ++p) y[p] = reinterpret_cast<const ActQ8x64Pair*>(pairs + p * pair_stride) + b / 2;
+    auto both = [](const void* at) { return _mm512_set1_epi64(*static_cast<const long long*>(at)); };
+    __m512i s[2][P];
+    for (int p = 0; p < P; ++p)
+      s[0][p] = s[1][p] = _mm512_slli_epi32(both(y[p]->block_neg_sum[h]), kShift);
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m512i w0 = _mm512_permutexvar_epi32(spread0, v[k]), w1 = _mm512_permutexvar_epi32(spread1, v[k]);
+      const int lane = k < 4 ? 4 * h + k : 8 + 4 * h + (k - 4);  // RuleQ8x64's byte offset / 4
+#pragma GCC unroll 4
+      for (int p = 0; p < P; ++p) {
+        const __m512i a = both(y[p]->qs + 8 * lane);
+        s[0][p] = _mm512_dpbusd_epi32(s[0][p], w0, a);
+        s[1][p] = _mm512_dpbusd_epi32(s[1][p], w1, a);
+      }
+    }
+    const __m512 f0 = _mm512_permutexvar_ps(spread0, f[0]), f1 = _mm512_permutexvar_ps(spread1, f[0]);
+    for (int p = 0; p < P; ++p) {
+      const __m512 d = _mm512_castsi512_ps(both(y[p]->d[h]));
+      acc[0][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][p]), _mm512_mul_ps(f0, d), acc[0][p]);
+      acc[1][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1][p]), _mm512_mul_ps(f1, d), acc[1][p]);
+    }
+  }
+  // Token t's 16 rows: the lanes of parity t of both row halves.
+  const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __mmask16 m = static_cast<__mmask16>((1u << n_w) - 1);
+  for (int p = 0; p < P; ++p)
+    for (int t = 0; t < 2; ++t) {
+      float* o = out + (2 * p + t) * out_stride;
+      const __m512 r = _mm512_permutex2var_ps(acc[0][p], t ? odd : even, acc[1][p]);
+      _mm512_mask_storeu_ps(o, m, accumulate ? _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, o)) : r);
+    }
+}
+
+// Tokens paired where the rule has a pair form (RuleQ8x64 with act.pairs).
+template <typename Rule, typename From>
+struct Pairs {
+  static constexpr bool kHave = false;
+  static void dot(int, int64_t, const uint8_t*, int, const uint8_t*, int64_t, float*, int64_t, bool) {}
+};
+template <int kShift, typename From>
+struct Pairs<RuleQ8x64<kShift>, From> {
+  static constexpr bool kHave = true;
+  static void dot(int n_pairs, int64_t nb, const uint8_t* panel, int n_w, const uint8_t* pairs, int64_t pair_stride,
+                  float* out, int64_t out_stride, bool accumulate) {
+    switch (n_pairs) {
+#define SLM_PANEL_PAIRS(n)                                                                                       \
+  case n:                                                                                                        \
+    dot_chunk_pairs<kShift, From, n>(nb, panel, n_w, pairs, pair_stride, out, out_stride, accumulate); \
+    break;
+      SLM_PANEL_PAIRS(1) SLM_PANEL_PAIRS(2) SLM_PANEL_PAIRS(3) SLM_PANEL_PAIRS(4)
+#undef SLM_PANEL_PAIRS
+    }
+  }
+};
+
+// All act.n activation rows: kPanelTokens at a time, in pairs where act has
+// them, and the rest one dot_chunk of up to 7 rows.
 template <typename Rule, typename From = FromScratch>
-void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
-              float* out, int64_t out_stride, bool accumulate) {
-  const auto* a = static_cast<const uint8_t*>(act);
+void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const PanelActs& act, float* out, int64_t out_stride,
+              bool accumulate) {
+  const auto* a = static_cast<const uint8_t*>(act.rows);
   int64_t j = 0;
-  for (; j + kPanelTokens <= n_act; j += kPanelTokens)
-    dot_chunk<Rule, From, kPanelTokens>(nb, panel, n_w, a + j * act_stride, act_stride, out + j * out_stride,
+  if (Pairs<Rule, From>::kHave && act.pairs != nullptr) {
+    const auto* pairs = static_cast<const uint8_t*>(act.pairs);
+    while (act.n - j >= 2) {
+      const int n_pairs = static_cast<int>(std::min<int64_t>(kPanelTokens, act.n - j) / 2);
+      Pairs<Rule, From>::dot(n_pairs, nb, panel, n_w, pairs + j / 2 * act.pair_stride, act.pair_stride,
+                             out + j * out_stride, out_stride, accumulate);
+      j += 2 * n_pairs;
+    }
+  }
+  for (; j + kPanelTokens <= act.n; j += kPanelTokens)
+    dot_chunk<Rule, From, kPanelTokens>(nb, panel, n_w, a + j * act.stride, act.stride, out + j * out_stride,
                                         out_stride, accumulate);
-  const auto* aj = a + j * act_stride;
+  const auto* aj = a + j * act.stride;
   float* oj = out + j * out_stride;
-  switch (n_act - j) {
+  switch (act.n - j) {
     case 0: break;
 #define SLM_PANEL_TAIL(t) \
-  case t: dot_chunk<Rule, From, t>(nb, panel, n_w, aj, act_stride, oj, out_stride, accumulate); break;
+  case t: dot_chunk<Rule, From, t>(nb, panel, n_w, aj, act.stride, oj, out_stride, accumulate); break;
     SLM_PANEL_TAIL(1) SLM_PANEL_TAIL(2) SLM_PANEL_TAIL(3) SLM_PANEL_TAIL(4)
     SLM_PANEL_TAIL(5) SLM_PANEL_TAIL(6) SLM_PANEL_TAIL(7)
 #undef SLM_PANEL_TAIL
@@ -513,13 +599,38 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_
   static_assert(kPanelTokens == 8);
 }
 
+// Two ActQ8x64 rows of n columns as ActQ8x64Pair records.
+void pair_q8x64(const void* row0, const void* row1, int64_t n, void* out) {
+  const auto* r0 = static_cast<const ActQ8x64*>(row0);
+  const auto* r1 = static_cast<const ActQ8x64*>(row1);
+  auto* o = static_cast<ActQ8x64Pair*>(out);
+  for (int64_t i = 0; i < (n / 32 + 1) / 2; ++i) {
+    const __m512i a = _mm512_loadu_si512(r0[i].qs), b = _mm512_loadu_si512(r1[i].qs);
+    // Lane l of a then of b (b's lanes are 16-31 of the pair of vectors).
+    const __m512i first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+    _mm512_storeu_si512(o[i].qs, _mm512_permutex2var_epi32(a, first, b));
+    _mm512_storeu_si512(o[i].qs + 64, _mm512_permutex2var_epi32(a, second, b));
+    for (int h = 0; h < 2; ++h) {
+      o[i].d[h][0] = r0[i].d[4 * h];
+      o[i].d[h][1] = r1[i].d[4 * h];
+      o[i].block_neg_sum[h][0] = r0[i].block_neg_sum[h];
+      o[i].block_neg_sum[h][1] = r1[i].block_neg_sum[h];
+    }
+  }
+}
+
 }  // namespace
 
-const PanelKernels kPanelQ4_0Avx512{pack_q4_0, dot_rows<RuleQ8x64<3>>, store_q4_0,
-                                    dot_rows<RuleQ8x64<3>, FromStoredQ4_0>, StoredQ4_0::kBlocks, StoredQ4_0::kBytes};
-const PanelKernels kPanelQ8_0Avx512{pack_q8_0, dot_rows<RuleQ8x64<7>>, store_q8_0,
-                                    dot_rows<RuleQ8x64<7>, FromStoredQ8_0>, StoredQ8_0::kBlocks, StoredQ8_0::kBytes};
-const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<RuleQ8x64<4>>};
+const PanelKernels kPanelQ4_0Avx512{pack_q4_0,          dot_rows<RuleQ8x64<3>>,
+                                    store_q4_0,         dot_rows<RuleQ8x64<3>, FromStoredQ4_0>,
+                                    StoredQ4_0::kBlocks, StoredQ4_0::kBytes,
+                                    pair_q8x64};
+const PanelKernels kPanelQ8_0Avx512{pack_q8_0,          dot_rows<RuleQ8x64<7>>,
+                                    store_q8_0,         dot_rows<RuleQ8x64<7>, FromStoredQ8_0>,
+                                    StoredQ8_0::kBlocks, StoredQ8_0::kBytes,
+                                    pair_q8x64};
+const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<RuleQ8x64<4>>, nullptr, nullptr, 0, 0, pair_q8x64};
 const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>, store_q4_K,
                                     dot_rows<RuleQ4_K, FromStoredQ4_K>, StoredQ4_K::kBlocks, StoredQ4_K::kBytes};
 const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<RuleQ4_K>};

@@ -56,6 +56,17 @@ struct alignas(64) ActQ8x64 {
 };
 static_assert(sizeof(ActQ8x64) == 256);
 
+// Two activation rows' ActQ8x64 records side by side, for the row panels'
+// dots of tokens two at a time (PanelKernels::pair): each int32 lane l of
+// the record as row 0's four bytes then row 1's, so one 64-bit broadcast
+// gives a lane of both; each block's scale and minus sum, by [block][row].
+struct alignas(32) ActQ8x64Pair {
+  int8_t qs[128];
+  float d[2][2];
+  int32_t block_neg_sum[2][2];
+};
+static_assert(sizeof(ActQ8x64Pair) == 160);
+
 enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
 // dot(w_row, act_row) over n elements; w_row in the weight type's layout, act_row in its act_type's.
@@ -82,17 +93,31 @@ using QuantizeActFn = void (*)(const float* x, void* act, int64_t n);
 // type's own) make kPanelBlockBytes. A dot with 4 broadcast activation bytes
 // then advances all 16 rows. The model's weights stay where they are
 // (mapped); only the scratch is written.
+// Types whose panels pair tokens (pair below) dot two tokens at once: lanes
+// then hold 8 rows x 2 tokens, the weights spread by a permute and the two
+// tokens' activation bytes by one broadcast, which halves the broadcasts per
+// dot (8 tokens: 1.75x the dots per second from L1).
 constexpr int kPanelRows = 16, kPanelTokens = 8;
 constexpr int64_t kPanelBlockBytes = 8 * 64 + 64 + 64;
+// The activations a panel dot reads, from the record of the panel's first
+// block (which must start a record: an even block for ActQ8x64, a multiple of
+// 8 for ActQ8x256): n rows, stride bytes apart; and, where the panels pair
+// tokens, the same rows two by two (pairs: rows 2p and 2p + 1 as
+// ActQ8x64Pair records, pair_stride bytes per p), else pairs is null.
+struct PanelActs {
+  const void* rows;
+  int64_t stride;
+  int64_t n;
+  const void* pairs = nullptr;
+  int64_t pair_stride = 0;
+};
 struct PanelKernels {
   // Blocks [b0, b0 + nb) of n_w <= kPanelRows rows (w_stride bytes apart) into panel (64-byte aligned).
   void (*pack)(const void* w, int64_t w_stride, int n_w, int64_t b0, int64_t nb, uint8_t* panel);
   // out[j * out_stride + i] = (or += when accumulate) dot over the panel's nb
-  // blocks of row i < n_w with activation row j < n_act (act_stride bytes
-  // apart, pointing at the record of the panel's first block, which must
-  // start a record: even for ActQ8x64, a multiple of 8 for ActQ8x256).
-  void (*dot)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
-              float* out, int64_t out_stride, bool accumulate);
+  // blocks of row i < n_w with activation row j < act.n.
+  void (*dot)(int64_t nb, const uint8_t* panel, int n_w, const PanelActs& act, float* out, int64_t out_stride,
+              bool accumulate);
   // Optional (null when the type has none): a stored panel form that keeps
   // about the type's bits (Q4_0 4.5 per weight and Q8_0 8.5 as in the file,
   // Q4_K 4.6 for its 4.5) and that dot_stored reads with no packing, for
@@ -101,9 +126,12 @@ struct PanelKernels {
   // stored_group_bytes each (a last group part empty is zeros), 64-byte
   // aligned; dot_stored is dot over such a panel from a block that starts a group.
   void (*store)(const void* w, int64_t w_stride, int n_w, int64_t nb, uint8_t* out) = nullptr;
-  void (*dot_stored)(int64_t nb, const uint8_t* panel, int n_w, const void* act, int64_t act_stride, int64_t n_act,
-                     float* out, int64_t out_stride, bool accumulate) = nullptr;
+  void (*dot_stored)(int64_t nb, const uint8_t* panel, int n_w, const PanelActs& act, float* out, int64_t out_stride,
+                     bool accumulate) = nullptr;
   int64_t stored_group_blocks = 0, stored_group_bytes = 0;
+  // Optional: two activation rows of n columns (ActQ8x64) as ActQ8x64Pair
+  // records, which dot and dot_stored then read for the tokens in pairs.
+  void (*pair)(const void* row0, const void* row1, int64_t n, void* out) = nullptr;
 };
 
 struct WeightKernels {
