@@ -76,7 +76,7 @@ def one_request(host, port, body):
     return ttft, itl, n_tok
 
 
-def run_round(host, port, n_streams, n_requests, max_tokens, ttfts, itls):
+def run_round(host, port, n_streams, n_requests, max_tokens, cache_prompt, ttfts, itls):
     tokens, errors = [0], []
     lock = threading.Lock()
     start = threading.Barrier(n_streams)
@@ -85,7 +85,8 @@ def run_round(host, port, n_streams, n_requests, max_tokens, ttfts, itls):
         start.wait()
         for r in range(n_requests):
             body = {"prompt": f"Once upon a time, story {i}.{r}:", "max_tokens": max_tokens,
-                    "temperature": 0.8, "seed": 1000 * i + r, "stream": True, "ignore_eos": True}
+                    "temperature": 0.8, "seed": 1000 * i + r, "stream": True, "ignore_eos": True,
+                    "cache_prompt": cache_prompt}
             try:
                 ttft, itl, n = one_request(host, port, body)
             except Exception as e:  # noqa: BLE001 - reported below
@@ -123,6 +124,8 @@ def main():
     ap.add_argument("--kv-type", help="server KV cache type, f32 or f16 (default: the server's, f16)")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per concurrency, interleaved (default 3)")
     ap.add_argument("--repack", action="store_true", help="start the server with --repack")
+    ap.add_argument("--no-cache-prompt", action="store_true",
+                    help="send cache_prompt: false (every prompt computed in full, none of it taken from a slot)")
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     a = ap.parse_args()
     streams = [int(s) for s in a.streams.split(",")]
@@ -159,7 +162,7 @@ def main():
         itls = {n: [] for n in streams}
         for _ in range(a.repeat):
             for n in streams:
-                tps[n].append(run_round(host, port, n, a.requests, a.max_tokens, ttfts[n], itls[n]))
+                tps[n].append(run_round(host, port, n, a.requests, a.max_tokens, not a.no_cache_prompt, ttfts[n], itls[n]))
         rows = [{"streams": n, "tps": percentile(tps[n], 50), "tps_all": tps[n],
                  "ttft_p50": percentile(ttfts[n], 50), "ttft_p99": percentile(ttfts[n], 99),
                  "itl_p50": percentile(itls[n], 50), "itl_p99": percentile(itls[n], 99)} for n in streams]

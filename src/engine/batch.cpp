@@ -15,6 +15,7 @@ struct BatchGenerator::Sequence {
   int64_t id;
   int32_t slot;
   std::vector<int32_t> prompt;
+  std::vector<int32_t> generated;  // sampled tokens, in order
   size_t n_fed = 0;      // prompt tokens already in the KV cache
   int32_t next = -1;     // sampled, not yet fed
   int64_t pos = 0;       // position of the next token fed
@@ -46,7 +47,7 @@ Result<std::unique_ptr<BatchGenerator>> BatchGenerator::create(const Session& se
 
 BatchGenerator::BatchGenerator(const Session& session, std::unique_ptr<model::KvCache> kv, int64_t prefill_budget)
     : session_(session), kv_(std::move(kv)), prefill_budget_(prefill_budget),
-      slot_used_(static_cast<size_t>(kv_->n_seq()), false) {}
+      slot_used_(static_cast<size_t>(kv_->n_seq()), false), slot_tokens_(static_cast<size_t>(kv_->n_seq())) {}
 
 BatchGenerator::~BatchGenerator() = default;
 
@@ -69,14 +70,30 @@ Result<int64_t> BatchGenerator::add(std::vector<int32_t> prompt, const GenerateO
     if (prompt[i] < 0 || prompt[i] >= n_vocab)
       return Status::InvalidArgument(
           fmt::format("[batch] prompt token {} at index {} is outside the vocabulary [0, {})", prompt[i], i, n_vocab));
-  auto free_slot = std::find(slot_used_.begin(), slot_used_.end(), false);
-  if (free_slot == slot_used_.end())
+  // The free slot whose rows begin the prompt longest (at least its last
+  // token is fed, for the logits; a sliding-window ring restarts only where
+  // it still holds the window).
+  int32_t slot = -1;
+  int64_t reuse = -1;
+  for (int32_t i = 0; i < n_slots(); ++i) {
+    if (slot_used_[static_cast<size_t>(i)]) continue;
+    const std::vector<int32_t>& held = slot_tokens_[static_cast<size_t>(i)];
+    int64_t n = 0;
+    if (opt.reuse_prefix) {
+      n = std::mismatch(held.begin(), held.end(), prompt.begin(), prompt.end()).first - held.begin();
+      n = std::min<int64_t>(n, static_cast<int64_t>(prompt.size()) - 1);
+      if (n > 0 && n < kv_->min_rewind(i)) n = 0;
+    }
+    if (n > reuse) slot = i, reuse = n;
+  }
+  if (slot < 0)
     return Status::InvalidArgument(fmt::format("[batch] all {} sequence slots are busy: check has_free_slot()", n_slots()));
 
   auto s = std::make_unique<Sequence>(opt);
   s->id = next_id_++;
-  s->slot = static_cast<int32_t>(free_slot - slot_used_.begin());
-  *free_slot = true;
+  s->slot = slot;
+  slot_used_[static_cast<size_t>(slot)] = true;
+  slot_tokens_[static_cast<size_t>(slot)].clear();  // until it finishes
   for (int32_t t : prompt) s->sampler.accept(t);
   if (const tokenizer::Tokenizer* tok = session_.tokenizer()) {
     const bool at_start = prompt.size() == 1 && prompt[0] == tok->bos();
@@ -86,8 +103,10 @@ Result<int64_t> BatchGenerator::add(std::vector<int32_t> prompt, const GenerateO
   s->on_token = std::move(on_token);
   s->on_done = std::move(on_done);
   s->stats.n_prompt = static_cast<int64_t>(s->prompt.size());
+  s->stats.n_prompt_reused = reuse;
+  s->n_fed = static_cast<size_t>(reuse);
   s->t_added = now();
-  kv_->set_length(s->slot, 0);
+  kv_->set_length(s->slot, reuse);
   seqs_.push_back(std::move(s));
   return seqs_.back()->id;
 }
@@ -106,7 +125,14 @@ void BatchGenerator::finish(Sequence& s, const char* reason) {
   const double t = now();
   s.stats.prompt_seconds = (s.t_first > 0 ? s.t_first : t) - s.t_added;
   s.stats.generate_seconds = s.t_first > 0 ? t - s.t_first : 0;
-  kv_->set_length(s.slot, 0);
+  // The rows stay for a later prompt with the same beginning (not after a
+  // failed forward pass, which may have left them half written).
+  std::vector<int32_t>& held = slot_tokens_[static_cast<size_t>(s.slot)];
+  const int64_t n_held = std::string(reason) == "error" ? 0 : kv_->length(s.slot);
+  held = s.prompt;
+  held.insert(held.end(), s.generated.begin(), s.generated.end());
+  held.resize(static_cast<size_t>(std::min<int64_t>(n_held, static_cast<int64_t>(held.size()))));
+  kv_->set_length(s.slot, static_cast<int64_t>(held.size()));
   slot_used_[static_cast<size_t>(s.slot)] = false;
   s.done = true;
   s.on_done(s.stats);
@@ -157,6 +183,7 @@ Status BatchGenerator::step() {
     Sequence& s = *marked[row];
     if (s.next >= 0) ++s.pos;  // the token fed this step is in the cache now
     const int32_t next = s.sampler.sample(logits_.data() + row * n_vocab, n_vocab);
+    s.generated.push_back(next);
     if (s.t_first == 0) s.t_first = now();
     ++s.stats.n_generated;
     const bool eog = tok ? tok->is_end_of_generation(next) : next == session_.source().config().eos_id;

@@ -43,6 +43,8 @@ std::string Metrics::render(const SchedulerGauges& g) const {
     for (const auto& [status, n] : requests_) out += fmt::format("slm_requests_total{{code=\"{}\"}} {}\n", status, n);
   }
   counter("slm_prompt_tokens_total", "Prompt tokens read.", prompt_tokens.load());
+  counter("slm_prompt_tokens_cached_total", "Prompt tokens whose KV cache rows a slot still held (not computed again).",
+          cached_prompt_tokens.load());
   counter("slm_generated_tokens_total", "Tokens generated.", generated_tokens.load());
   counter("slm_batch_steps_total", "Forward passes run by the scheduler.", batch_steps.load());
   counter("slm_batch_sequences_total", "Sequences summed over all forward passes (divide by steps: mean batch).",

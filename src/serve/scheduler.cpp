@@ -131,9 +131,11 @@ void Scheduler::admit(const std::shared_ptr<Job>& job) {
         if (!rest.empty()) j->pending_.push_back(std::move(rest));
       }
     }
+    metrics_->cached_prompt_tokens += static_cast<uint64_t>(st.n_prompt_reused);
     {
       std::lock_guard<std::mutex> lock(j->mutex_);
       j->n_generated_ = st.n_generated;
+      j->n_cached_ = st.n_prompt_reused;
     }
     j->seq_id_ = -2;  // done: the loop drops it from running_
     finish(*j, reason);

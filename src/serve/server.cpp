@@ -93,6 +93,7 @@ struct CompletionRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool ignore_eos = false;  // generate max_tokens even past end-of-generation tokens
+  bool cache_prompt = true;  // start from a slot's KV rows of the same prompt beginning
 };
 
 std::optional<double> get_number(const json& body, const char* key, double lo, double hi) {
@@ -172,6 +173,10 @@ void parse_sampling(const json& body, CompletionRequest& r) {
   if (auto s = body.find("ignore_eos"); s != body.end() && !s->is_null()) {  // an extension, as in llama.cpp
     if (!s->is_boolean()) throw ApiError{400, "'ignore_eos' must be a boolean", "ignore_eos", "invalid_type"};
     r.ignore_eos = s->get<bool>();
+  }
+  if (auto s = body.find("cache_prompt"); s != body.end() && !s->is_null()) {  // as in llama.cpp
+    if (!s->is_boolean()) throw ApiError{400, "'cache_prompt' must be a boolean", "cache_prompt", "invalid_type"};
+    r.cache_prompt = s->get<bool>();
   }
   get_integer(body, "n", 1, 1);  // only n = 1 is served for now
   Status st = r.sampler.validate();
@@ -323,8 +328,9 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
     return json{{"id", id}, {"object", object}, {"created", created}, {"model", model_id},
                 {"choices", json::array({choice})}};
   };
-  auto usage = [](int64_t n_prompt, int64_t n_gen) {
-    return json{{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen}};
+  auto usage = [](int64_t n_prompt, int64_t n_gen, int64_t n_cached) {
+    return json{{"prompt_tokens", n_prompt}, {"completion_tokens", n_gen}, {"total_tokens", n_prompt + n_gen},
+                {"prompt_tokens_details", {{"cached_tokens", n_cached}}}};
   };
 
   // The prompt is checked before any byte is sent, so its errors still get a status code.
@@ -332,7 +338,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
   const auto n_prompt = static_cast<int64_t>(prompt.size());
   if (r.max_tokens == 0) {  // nothing to generate: answer without taking a slot
     json out = shape("", "length", false);
-    out["usage"] = usage(n_prompt, 0);
+    out["usage"] = usage(n_prompt, 0, 0);
     res.set_content(stream ? "data: " + dump(out) + "\n\ndata: [DONE]\n\n" : dump(out),
                     stream ? "text/event-stream" : "application/json");
     return;
@@ -341,6 +347,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
   go.n_predict = r.max_tokens;
   go.sampler = r.sampler;
   go.stop_at_eog = !r.ignore_eos;
+  go.reuse_prefix = r.cache_prompt;
   auto submitted = scheduler->submit(std::move(prompt), go, r.stop, arrived);
   if (!submitted.ok()) {
     ++metrics.rejected;
@@ -379,7 +386,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
       const std::string& reason = job->finish_reason();
       if (reason == "stop" || reason == "length") {
         json last = shape("", reason, false);
-        last["usage"] = usage(n_prompt, job->n_generated());
+        last["usage"] = usage(n_prompt, job->n_generated(), job->n_cached());
         send(dump(last));
       } else {
         send(dump(error_json(reason)));
@@ -407,7 +414,7 @@ void Server::Impl::complete(CompletionRequest r, httplib::Response& res) {
       std::string text;
       for (const auto& p : pieces) text += p;
       out = shape(text, reason, false);
-      out["usage"] = usage(n_prompt, job->n_generated());
+      out["usage"] = usage(n_prompt, job->n_generated(), job->n_cached());
     } else {
       out = error_json(reason);
     }

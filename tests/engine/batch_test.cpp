@@ -4,6 +4,7 @@
 
 #include "slm/engine/bench.h"
 
+#include <algorithm>
 #include <map>
 
 #include "test_util.h"
@@ -101,6 +102,90 @@ TEST(BatchGenerator, StaggeredSequencesEqualSessionAlone) {
   for (size_t i = 0; i < prompts.size(); ++i) serial += static_cast<int>((ids[i].size() + 4) / 5) + n[i] - 1;
   EXPECT_LT(steps, serial);
   EXPECT_EQ((*g)->kv_used(), 0);
+}
+
+// Runs one sequence to its end in g; returns it.
+Result_ run_one(BatchGenerator& g, const std::vector<int32_t>& prompt, const GenerateOptions& go) {
+  Result_ r;
+  add(g, prompt, go, &r);
+  for (int i = 0; i < 500 && !r.done; ++i) EXPECT_TRUE(g.step().ok());
+  EXPECT_TRUE(r.done);
+  return r;
+}
+
+// Common prefix of held and prompt, at most all but the prompt's last token.
+int64_t expected_reuse(const std::vector<int32_t>& held, const std::vector<int32_t>& prompt) {
+  const int64_t n = std::mismatch(held.begin(), held.end(), prompt.begin(), prompt.end()).first - held.begin();
+  return std::min<int64_t>(n, static_cast<int64_t>(prompt.size()) - 1);
+}
+
+TEST(BatchGenerator, PromptsStartFromTheRowsASlotHolds) {
+  SLM_REQUIRE_DATA(test::shared_data(kModelRel));
+  auto s = open_session();
+  BatchOptions bo;
+  bo.n_slots = 2;
+  bo.prefill_budget = 3;  // prompts over several steps
+  auto g = BatchGenerator::create(*s, bo);
+  ASSERT_TRUE(g.ok());
+  const auto first = tok(*s, "Once upon a time there was a little girl");
+  const Result_ r1 = run_one(**g, first, greedy(20));
+  EXPECT_EQ(r1.stats.n_prompt_reused, 0);
+  EXPECT_EQ(r1.ids, alone(*s, first, greedy(20)));
+  // The slot holds the prompt and all but the last generated token.
+  std::vector<int32_t> held = first;
+  held.insert(held.end(), r1.ids.begin(), r1.ids.end() - 1);
+
+  // The whole conversation so far and more (the last generated token was
+  // never fed: its row is not there), the same prompt, a longer one, one that
+  // runs into the generated tokens, one that parts early: each from the rows
+  // it shares, each as a fresh prefill gives.
+  const int32_t and_ = tok(*s, " and")[1];
+  std::vector<int32_t> continued = first;
+  continued.insert(continued.end(), r1.ids.begin(), r1.ids.end());
+  continued.push_back(and_);
+  std::vector<int32_t> into_generated(held.begin(), held.begin() + static_cast<long>(first.size()) + 6);
+  into_generated.push_back(and_);
+  const std::vector<std::vector<int32_t>> prompts = {continued, first,
+                                                     tok(*s, "Once upon a time there was a little girl named Lily"),
+                                                     into_generated, tok(*s, "Once upon a day")};
+  EXPECT_EQ(expected_reuse(held, continued), static_cast<int64_t>(held.size()));
+  for (const auto& p : prompts) {
+    const int64_t want = expected_reuse(held, p);
+    const Result_ r = run_one(**g, p, greedy(15));
+    EXPECT_EQ(r.stats.n_prompt_reused, want);
+    EXPECT_EQ(r.ids, alone(*s, p, greedy(15))) << "reused " << want;
+    held = p;
+    held.insert(held.end(), r.ids.begin(), r.ids.end() - 1);
+  }
+  EXPECT_GT(expected_reuse(first, prompts[2]), 5);
+
+  // reuse_prefix off: all computed again, same tokens.
+  GenerateOptions off = greedy(15);
+  off.reuse_prefix = false;
+  const Result_ r_off = run_one(**g, held, off);
+  EXPECT_EQ(r_off.stats.n_prompt_reused, 0);
+  EXPECT_EQ(r_off.ids, alone(*s, held, greedy(15)));
+  EXPECT_EQ((*g)->kv_used(), 0);
+}
+
+TEST(BatchGenerator, ACancelledPromptLeavesTheRowsItWrote) {
+  SLM_REQUIRE_DATA(test::shared_data(kModelRel));
+  auto s = open_session();
+  BatchOptions bo;
+  bo.n_slots = 1;
+  bo.prefill_budget = 4;
+  auto g = BatchGenerator::create(*s, bo);
+  ASSERT_TRUE(g.ok());
+  const auto p = tok(*s, "Lily and Ben went to the park to play with a ball");
+  Result_ a;
+  const int64_t id = add(**g, p, greedy(10), &a);
+  ASSERT_TRUE((*g)->step().ok());  // 4 prompt tokens in
+  (*g)->cancel(id);
+  ASSERT_TRUE((*g)->step().ok());
+  ASSERT_TRUE(a.done);
+  const Result_ b = run_one(**g, p, greedy(10));
+  EXPECT_EQ(b.stats.n_prompt_reused, 4);
+  EXPECT_EQ(b.ids, alone(*s, p, greedy(10)));
 }
 
 TEST(BatchGenerator, CancelFreesTheSlotAndOthersGoOn) {

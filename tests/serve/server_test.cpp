@@ -276,6 +276,27 @@ TEST_F(ServeTest, IgnoreEosGeneratesMaxTokens) {
   EXPECT_EQ(json::parse(r->body)["choices"][0]["finish_reason"], "length");
 }
 
+// A prompt that begins as an earlier one did starts from the KV rows its slot
+// kept (usage.prompt_tokens_details.cached_tokens), with the same text;
+// cache_prompt: false computes it all again.
+TEST_F(ServeTest, RepeatedPromptBeginningsComeFromTheCache) {
+  const std::string prompt = "Once upon a time, there was a little dog named";
+  auto ask = [&](bool cache) {
+    auto r = post("/v1/completions", json{{"prompt", prompt}, {"max_tokens", 12}, {"temperature", 0},
+                                          {"cache_prompt", cache}}.dump());
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    return r ? json::parse(r->body) : json();
+  };
+  const json first = ask(true), again = ask(true), off = ask(false);
+  const int n_prompt = first["usage"]["prompt_tokens"].get<int>();
+  EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"], n_prompt - 1);
+  EXPECT_EQ(off["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(again["choices"][0]["text"], first["choices"][0]["text"]);
+  EXPECT_EQ(off["choices"][0]["text"], first["choices"][0]["text"]);
+  EXPECT_EQ(first["choices"][0]["text"], greedy_reference(prompt, 12));
+  expect_error(post("/v1/completions", R"({"prompt":"a","cache_prompt":"yes"})"), 400, "cache_prompt a string");
+}
+
 TEST_F(ServeTest, ModelsAndHealth) {
   auto c = server_->client();
   auto h = c->Get("/health");

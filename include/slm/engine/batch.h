@@ -58,6 +58,11 @@ class BatchGenerator {
 
   // Starts a sequence after prompt (at least one token, shorter than n_ctx);
   // returns its id. Fails when no slot is free or the prompt or options are invalid.
+  // A finished sequence's KV rows stay in its slot: a later prompt that begins
+  // with the same tokens takes the free slot holding the longest such prefix
+  // and is fed from there (opt.reuse_prefix; GenerateStats::n_prompt_reused).
+  // The rows are those a fresh prefill would write: each token's depend only
+  // on its own sequence's earlier tokens, not on the batch around it.
   Result<int64_t> add(std::vector<int32_t> prompt, const GenerateOptions& opt, TokenCallback on_token,
                       DoneCallback on_done);
   // Retires the sequence at the next step with "cancelled"; unknown ids are ignored.
@@ -77,6 +82,7 @@ class BatchGenerator {
   int64_t next_id_ = 0;
   std::vector<std::unique_ptr<Sequence>> seqs_;  // in admission order
   std::vector<bool> slot_used_;
+  std::vector<std::vector<int32_t>> slot_tokens_;  // the tokens of the KV rows each slot holds
   std::vector<float> logits_;  // (n_marked, n_vocab) of the last step
 };
 

@@ -32,11 +32,15 @@ struct SessionOptions {
 struct GenerateOptions {
   int32_t n_predict = 256;     // tokens to generate at most
   bool stop_at_eog = true;     // stop at an end-of-generation token
+  // BatchGenerator: start from the KV cache rows a slot still holds of an
+  // earlier sequence's tokens where the prompt begins with them.
+  bool reuse_prefix = true;
   sample::SamplerConfig sampler;
 };
 
 struct GenerateStats {
   int64_t n_prompt = 0, n_generated = 0;
+  int64_t n_prompt_reused = 0;  // prompt tokens whose KV rows came from an earlier sequence
   double prompt_seconds = 0, generate_seconds = 0;
   std::string stop_reason;     // "length", "eog", "context", "cancelled"
 };

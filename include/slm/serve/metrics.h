@@ -39,6 +39,7 @@ class Metrics {
  public:
   void count_request(int status);
   std::atomic<uint64_t> prompt_tokens{0}, generated_tokens{0};
+  std::atomic<uint64_t> cached_prompt_tokens{0};  // of prompt_tokens, those whose KV rows a slot still held
   std::atomic<uint64_t> batch_steps{0}, batch_rows{0};  // forward passes and the sequences they carried
   std::atomic<uint64_t> rejected{0}, cancelled{0};      // queue full or draining; client gone
   Histogram request_seconds, ttft_seconds, itl_seconds, queue_seconds;

@@ -51,6 +51,7 @@ class Job {
   const std::string& finish_reason() const { return finish_reason_; }
   int64_t n_prompt() const { return n_prompt_; }
   int64_t n_generated() const { return n_generated_; }
+  int64_t n_cached() const { return n_cached_; }  // prompt tokens taken from a slot's KV rows
 
  private:
   friend class Scheduler;
@@ -59,7 +60,7 @@ class Job {
   std::vector<std::string> pending_;  // pieces not yet taken by wait()
   bool finished_ = false;
   std::string finish_reason_;
-  int64_t n_prompt_ = 0, n_generated_ = 0;
+  int64_t n_prompt_ = 0, n_generated_ = 0, n_cached_ = 0;
   std::atomic<bool> cancelled_{false};
   // Scheduler-thread state.
   StopStringFilter filter_;
