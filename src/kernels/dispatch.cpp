@@ -145,4 +145,10 @@ int64_t act_row_bytes(ActType t, int64_t n) {
   return 0;
 }
 
+int64_t pair_row_bytes(ActType t, int64_t n) {
+  if (t == ActType::kQ8x64) return (n + 63) / 64 * static_cast<int64_t>(sizeof(ActQ8x64Pair));
+  SLM_ASSERT(t == ActType::kQ8x256);
+  return n / 256 * static_cast<int64_t>(sizeof(ActQ8x256Pair));
+}
+
 }  // namespace slm::kernels

@@ -35,7 +35,7 @@ struct PanelInput {
   PanelInput(const WeightKernels& k, int64_t cols, int64_t n_tok)
       : type(k.act_type), ab(act_row_bytes(k.act_type, cols)), rows(act_buffer(ab * n_tok)) {
     if (k.panel->pair == nullptr || n_tok < 2) return;
-    pb = (cols / 32 + 1) / 2 * static_cast<int64_t>(sizeof(ActQ8x64Pair));
+    pb = pair_row_bytes(type, cols);
     pairs = act_buffer(pb * (n_tok / 2));
   }
   // Called by every thread of a parallel region: two tokens per iteration,
@@ -53,7 +53,7 @@ struct PanelInput {
   PanelActs at(int64_t t0, int64_t nt, int64_t b0) const {
     PanelActs a{rows.get() + t0 * ab + act_row_bytes(type, b0 * 32), ab, nt};
     if (pairs != nullptr) {
-      a.pairs = pairs.get() + t0 / 2 * pb + b0 / 2 * static_cast<int64_t>(sizeof(ActQ8x64Pair));
+      a.pairs = pairs.get() + t0 / 2 * pb + pair_row_bytes(type, b0 * 32);
       a.pair_stride = pb;
     }
     return a;

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 #include "simd.h"
 #include "slm/kernels/dispatch.h"
@@ -491,12 +492,42 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
   }
 }
 
-// RuleQ8x64's dots for P pairs of tokens (ActQ8x64Pair records, pair_stride
-// apart): lane 2r + t of accumulator [g][p] is row 8g + r with token 2p + t.
-// Per weight vector two permutes spread rows 0-7 and 8-15 over lane pairs; per
-// lane of the record one 64-bit broadcast gives both tokens' bytes. The sums
-// and their scaling are RuleQ8x64's, so the results are the same bits.
-template <int kShift, typename From, int P>
+// The pair forms of the rules (dot_chunk_pairs): the pair record, its
+// blocks, which of its 4-byte lanes holds block b's weights' vector k, the
+// block's starting sums, and the block's sums s (lanes 2r + t) into acc with
+// the rows' floats f0, f1 spread to those lanes. Each does what its rule does,
+// in the same order, so the results are the same bits.
+inline __m512i both(const void* at) { return _mm512_set1_epi64(*static_cast<const long long*>(at)); }
+template <int kShift>
+struct PairQ8x64 {
+  using Record = ActQ8x64Pair;
+  static constexpr int64_t kBlocks = 2;
+  static int lane(int64_t b, int k) {  // RuleQ8x64's byte offset / 4
+    const int h = static_cast<int>(b & 1);
+    return k < 4 ? 4 * h + k : 8 + 4 * h + (k - 4);
+  }
+  static __m512i init(const Record* y, int64_t b) { return _mm512_slli_epi32(both(y->block_neg_sum[b & 1]), kShift); }
+  static __m512 finish(__m512 acc, __m512i s, __m512 f0, __m512, const Record* y, int64_t b) {
+    const __m512 d = _mm512_castsi512_ps(both(y->d[b & 1]));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, d), acc);
+  }
+};
+struct PairQ4_K {
+  using Record = ActQ8x256Pair;
+  static constexpr int64_t kBlocks = 8;
+  static int lane(int64_t b, int k) { return static_cast<int>(8 * (b % 8) + k); }
+  static __m512i init(const Record*, int64_t) { return _mm512_setzero_si512(); }
+  static __m512 finish(__m512 acc, __m512i s, __m512 f0, __m512 f1, const Record* y, int64_t b) {
+    const __m512 sd = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_castsi512_ps(both(y->d)));
+    return _mm512_fnmadd_ps(f1, _mm512_castsi512_ps(both(y->dsum[b % 8])), _mm512_fmadd_ps(f0, sd, acc));
+  }
+};
+
+// P pairs of tokens (Pair::Record rows, pair_stride apart) against a panel:
+// lane 2r + t of accumulator [g][p] is row 8g + r with token 2p + t. Per
+// weight vector two permutes spread rows 0-7 and 8-15 over lane pairs; per
+// lane of the record one 64-bit broadcast gives both tokens' bytes.
+template <typename Pair, typename From, int P>
 void dot_chunk_pairs(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* pairs, int64_t pair_stride, float* out,
                      int64_t out_stride, bool accumulate) {
   const __m512i spread0 = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
@@ -508,17 +539,15 @@ void dot_chunk_pairs(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* p
     __m512i v[8];
     __m512 f[2];
     From::load(panel, b, v, f);
-    const int h = static_cast<int>(b & 1);
-    const ActQ8x64Pair* y[P];
-    for (int p = 0; p < P; ++p) y[p] = reinterpret_cast<const ActQ8x64Pair*>(pairs + p * pair_stride) + b / 2;
-    auto both = [](const void* at) { return _mm512_set1_epi64(*static_cast<const long long*>(at)); };
-    __m512i s[2][P];
+    const typename Pair::Record* y[P];
     for (int p = 0; p < P; ++p)
-      s[0][p] = s[1][p] = _mm512_slli_epi32(both(y[p]->block_neg_sum[h]), kShift);
+      y[p] = reinterpret_cast<const typename Pair::Record*>(pairs + p * pair_stride) + b / Pair::kBlocks;
+    __m512i s[2][P];
+    for (int p = 0; p < P; ++p) s[0][p] = s[1][p] = Pair::init(y[p], b);
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       const __m512i w0 = _mm512_permutexvar_epi32(spread0, v[k]), w1 = _mm512_permutexvar_epi32(spread1, v[k]);
-      const int lane = k < 4 ? 4 * h + k : 8 + 4 * h + (k - 4);  // RuleQ8x64's byte offset / 4
+      const int lane = Pair::lane(b, k);
 #pragma GCC unroll 4
       for (int p = 0; p < P; ++p) {
         const __m512i a = both(y[p]->qs + 8 * lane);
@@ -526,11 +555,11 @@ void dot_chunk_pairs(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* p
         s[1][p] = _mm512_dpbusd_epi32(s[1][p], w1, a);
       }
     }
-    const __m512 f0 = _mm512_permutexvar_ps(spread0, f[0]), f1 = _mm512_permutexvar_ps(spread1, f[0]);
+    const __m512 f00 = _mm512_permutexvar_ps(spread0, f[0]), f01 = _mm512_permutexvar_ps(spread1, f[0]);
+    const __m512 f10 = _mm512_permutexvar_ps(spread0, f[1]), f11 = _mm512_permutexvar_ps(spread1, f[1]);
     for (int p = 0; p < P; ++p) {
-      const __m512 d = _mm512_castsi512_ps(both(y[p]->d[h]));
-      acc[0][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[0][p]), _mm512_mul_ps(f0, d), acc[0][p]);
-      acc[1][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[1][p]), _mm512_mul_ps(f1, d), acc[1][p]);
+      acc[0][p] = Pair::finish(acc[0][p], s[0][p], f00, f10, y[p], b);
+      acc[1][p] = Pair::finish(acc[1][p], s[1][p], f01, f11, y[p], b);
     }
   }
   // Token t's 16 rows: the lanes of parity t of both row halves.
@@ -545,27 +574,29 @@ void dot_chunk_pairs(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* p
     }
 }
 
-// Tokens paired where the rule has a pair form (RuleQ8x64 with act.pairs).
-template <typename Rule, typename From>
-struct Pairs {
-  static constexpr bool kHave = false;
-  static void dot(int, int64_t, const uint8_t*, int, const uint8_t*, int64_t, float*, int64_t, bool) {}
+// Tokens paired where the rule has a pair form (and act.pairs is given).
+template <typename Rule>
+struct PairOf {
+  using Type = void;
 };
-template <int kShift, typename From>
-struct Pairs<RuleQ8x64<kShift>, From> {
-  static constexpr bool kHave = true;
-  static void dot(int n_pairs, int64_t nb, const uint8_t* panel, int n_w, const uint8_t* pairs, int64_t pair_stride,
-                  float* out, int64_t out_stride, bool accumulate) {
-    switch (n_pairs) {
-#define SLM_PANEL_PAIRS(n)                                                                                       \
-  case n:                                                                                                        \
-    dot_chunk_pairs<kShift, From, n>(nb, panel, n_w, pairs, pair_stride, out, out_stride, accumulate); \
-    break;
-      SLM_PANEL_PAIRS(1) SLM_PANEL_PAIRS(2) SLM_PANEL_PAIRS(3) SLM_PANEL_PAIRS(4)
+template <int kShift>
+struct PairOf<RuleQ8x64<kShift>> {
+  using Type = PairQ8x64<kShift>;
+};
+template <>
+struct PairOf<RuleQ4_K> {
+  using Type = PairQ4_K;
+};
+template <typename Pair, typename From>
+void dot_pairs(int n_pairs, int64_t nb, const uint8_t* panel, int n_w, const uint8_t* pairs, int64_t pair_stride,
+               float* out, int64_t out_stride, bool accumulate) {
+  switch (n_pairs) {
+#define SLM_PANEL_PAIRS(n) \
+  case n: dot_chunk_pairs<Pair, From, n>(nb, panel, n_w, pairs, pair_stride, out, out_stride, accumulate); break;
+    SLM_PANEL_PAIRS(1) SLM_PANEL_PAIRS(2) SLM_PANEL_PAIRS(3) SLM_PANEL_PAIRS(4)
 #undef SLM_PANEL_PAIRS
-    }
   }
-};
+}
 
 // All act.n activation rows: kPanelTokens at a time, in pairs where act has
 // them, and the rest one dot_chunk of up to 7 rows.
@@ -574,12 +605,13 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const PanelActs& act, f
               bool accumulate) {
   const auto* a = static_cast<const uint8_t*>(act.rows);
   int64_t j = 0;
-  if (Pairs<Rule, From>::kHave && act.pairs != nullptr) {
+  using Pair = typename PairOf<Rule>::Type;
+  if constexpr (!std::is_void_v<Pair>) {
     const auto* pairs = static_cast<const uint8_t*>(act.pairs);
-    while (act.n - j >= 2) {
+    while (pairs != nullptr && act.n - j >= 2) {
       const int n_pairs = static_cast<int>(std::min<int64_t>(kPanelTokens, act.n - j) / 2);
-      Pairs<Rule, From>::dot(n_pairs, nb, panel, n_w, pairs + j / 2 * act.pair_stride, act.pair_stride,
-                             out + j * out_stride, out_stride, accumulate);
+      dot_pairs<Pair, From>(n_pairs, nb, panel, n_w, pairs + j / 2 * act.pair_stride, act.pair_stride,
+                            out + j * out_stride, out_stride, accumulate);
       j += 2 * n_pairs;
     }
   }
@@ -599,23 +631,41 @@ void dot_rows(int64_t nb, const uint8_t* panel, int n_w, const PanelActs& act, f
   static_assert(kPanelTokens == 8);
 }
 
+// 64 bytes of two rows as 128: each 4-byte lane of a, then the same of b.
+inline void interleave_lanes(const int8_t* a, const int8_t* b, int8_t* out) {
+  const __m512i x = _mm512_loadu_si512(a), y = _mm512_loadu_si512(b);
+  const __m512i first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
+  _mm512_storeu_si512(out, _mm512_permutex2var_epi32(x, first, y));
+  _mm512_storeu_si512(out + 64, _mm512_permutex2var_epi32(x, second, y));
+}
+
 // Two ActQ8x64 rows of n columns as ActQ8x64Pair records.
 void pair_q8x64(const void* row0, const void* row1, int64_t n, void* out) {
   const auto* r0 = static_cast<const ActQ8x64*>(row0);
   const auto* r1 = static_cast<const ActQ8x64*>(row1);
   auto* o = static_cast<ActQ8x64Pair*>(out);
   for (int64_t i = 0; i < (n / 32 + 1) / 2; ++i) {
-    const __m512i a = _mm512_loadu_si512(r0[i].qs), b = _mm512_loadu_si512(r1[i].qs);
-    // Lane l of a then of b (b's lanes are 16-31 of the pair of vectors).
-    const __m512i first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-    const __m512i second = _mm512_add_epi32(first, _mm512_set1_epi32(8));
-    _mm512_storeu_si512(o[i].qs, _mm512_permutex2var_epi32(a, first, b));
-    _mm512_storeu_si512(o[i].qs + 64, _mm512_permutex2var_epi32(a, second, b));
+    interleave_lanes(r0[i].qs, r1[i].qs, o[i].qs);
     for (int h = 0; h < 2; ++h) {
       o[i].d[h][0] = r0[i].d[4 * h];
       o[i].d[h][1] = r1[i].d[4 * h];
       o[i].block_neg_sum[h][0] = r0[i].block_neg_sum[h];
       o[i].block_neg_sum[h][1] = r1[i].block_neg_sum[h];
+    }
+  }
+}
+
+// Two ActQ8x256 rows of n columns as ActQ8x256Pair records (RuleQ4_K's sums).
+void pair_q8x256(const void* row0, const void* row1, int64_t n, void* out) {
+  const ActQ8x256* r[2] = {static_cast<const ActQ8x256*>(row0), static_cast<const ActQ8x256*>(row1)};
+  auto* o = static_cast<ActQ8x256Pair*>(out);
+  for (int64_t i = 0; i < n / 256; ++i) {
+    for (int q = 0; q < 4; ++q) interleave_lanes(r[0][i].qs + 64 * q, r[1][i].qs + 64 * q, o[i].qs + 128 * q);
+    for (int t = 0; t < 2; ++t) {
+      o[i].d[t] = r[t][i].d;
+      for (int j = 0; j < 8; ++j)
+        o[i].dsum[j][t] = r[t][i].d * static_cast<float>(r[t][i].bsums[2 * j] + r[t][i].bsums[2 * j + 1]);
     }
   }
 }
@@ -631,9 +681,11 @@ const PanelKernels kPanelQ8_0Avx512{pack_q8_0,          dot_rows<RuleQ8x64<7>>,
                                     StoredQ8_0::kBlocks, StoredQ8_0::kBytes,
                                     pair_q8x64};
 const PanelKernels kPanelQ5_0Avx512{pack_q5_0, dot_rows<RuleQ8x64<4>>, nullptr, nullptr, 0, 0, pair_q8x64};
-const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>, store_q4_K,
-                                    dot_rows<RuleQ4_K, FromStoredQ4_K>, StoredQ4_K::kBlocks, StoredQ4_K::kBytes};
-const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<RuleQ4_K>};
+const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K>,
+                                    store_q4_K,         dot_rows<RuleQ4_K, FromStoredQ4_K>,
+                                    StoredQ4_K::kBlocks, StoredQ4_K::kBytes,
+                                    pair_q8x256};
+const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<RuleQ4_K>, nullptr, nullptr, 0, 0, pair_q8x256};
 const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<RuleQ6_K>};
 
 }  // namespace slm::kernels

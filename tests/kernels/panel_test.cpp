@@ -83,10 +83,10 @@ TEST(Panel, PackAndDotMatchReference) {
             for (int64_t j = 0; j < tokens; ++j)
               ks.quantize_act[static_cast<int>(at)](p.x.data() + j * p.n, act.data() + j * ab, p.n);
             // And two by two, where the type's panels pair tokens.
-            const int64_t pb = (nb + 1) / 2 * static_cast<int64_t>(sizeof(ActQ8x64Pair));
-            std::vector<ActQ8x64Pair> pairs(static_cast<size_t>((nb + 1) / 2 * (tokens / 2)));
+            const int64_t pb = pk->pair != nullptr ? pair_row_bytes(at, p.n) : 0;
+            std::vector<uint8_t> pairs(static_cast<size_t>(pb * (tokens / 2)));
             for (int64_t j = 0; pk->pair != nullptr && j + 1 < tokens; j += 2)
-              pk->pair(act.data() + j * ab, act.data() + (j + 1) * ab, p.n, pairs.data() + (nb + 1) / 2 * (j / 2));
+              pk->pair(act.data() + j * ab, act.data() + (j + 1) * ab, p.n, pairs.data() + j / 2 * pb);
             constexpr int64_t kChunk = 8;  // whole activation records; later chunks accumulate
             std::unique_ptr<uint8_t, decltype(&std::free)> panel(
                 static_cast<uint8_t*>(std::aligned_alloc(64, kChunk * kPanelBlockBytes)), &std::free);
@@ -103,7 +103,7 @@ TEST(Panel, PackAndDotMatchReference) {
                   pk->pack(p.w.data() + r0 * wb, wb, nw, b0 + half, n - half, panel.get() + half * kPanelBlockBytes);
                   PanelActs a{act.data() + act_row_bytes(at, b0 * 32), ab, tokens};
                   if (paired) {
-                    a.pairs = reinterpret_cast<const uint8_t*>(pairs.data()) + b0 / 2 * sizeof(ActQ8x64Pair);
+                    a.pairs = pairs.data() + pair_row_bytes(at, b0 * 32);
                     a.pair_stride = pb;
                   }
                   pk->dot(n, panel.get(), nw, a, out[paired].data() + r0, rows, b0 > 0);
@@ -112,7 +112,9 @@ TEST(Panel, PackAndDotMatchReference) {
               expect_matches_reference(t, p, out[paired], paired ? "paired" : isa_name(isa));
             }
             // Pairs make the same sums and scale them in the same order: the same bits.
-            if (pk->pair != nullptr) EXPECT_EQ(out[0], out[1]) << dtype_name(t) << " rows=" << rows << " nb=" << nb;
+            if (pk->pair != nullptr) {
+              EXPECT_EQ(out[0], out[1]) << dtype_name(t) << " rows=" << rows << " nb=" << nb;
+            }
           }
     }
   }

@@ -66,6 +66,14 @@ struct alignas(32) ActQ8x64Pair {
   int32_t block_neg_sum[2][2];
 };
 static_assert(sizeof(ActQ8x64Pair) == 160);
+// The same for ActQ8x256 (the k-quants): each 4-byte group of the two rows'
+// quants, their scales, and d times each 32-element sub-block's sum.
+struct alignas(32) ActQ8x256Pair {
+  int8_t qs[512];
+  float d[2];
+  float dsum[8][2];
+};
+static_assert(sizeof(ActQ8x256Pair) == 608);
 
 enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
@@ -129,8 +137,9 @@ struct PanelKernels {
   void (*dot_stored)(int64_t nb, const uint8_t* panel, int n_w, const PanelActs& act, float* out, int64_t out_stride,
                      bool accumulate) = nullptr;
   int64_t stored_group_blocks = 0, stored_group_bytes = 0;
-  // Optional: two activation rows of n columns (ActQ8x64) as ActQ8x64Pair
-  // records, which dot and dot_stored then read for the tokens in pairs.
+  // Optional: two activation rows of n columns as pair records
+  // (ActQ8x64Pair, ActQ8x256Pair: pair_row_bytes), which dot and dot_stored
+  // then read for the tokens in pairs.
   void (*pair)(const void* row0, const void* row1, int64_t n, void* out) = nullptr;
 };
 
@@ -165,5 +174,7 @@ const KernelSet& kernels();
 
 // Bytes of one activation row of n elements in a format.
 int64_t act_row_bytes(ActType t, int64_t n);
+// Bytes of two such rows paired (PanelKernels::pair; ActQ8x64 and ActQ8x256).
+int64_t pair_row_bytes(ActType t, int64_t n);
 
 }  // namespace slm::kernels
