@@ -159,15 +159,29 @@ Status Model::embed(const std::vector<BatchToken>& batch, float* hidden) const {
   return Status::Ok();
 }
 
-void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q,
-                      const std::vector<int64_t>& seq_end, KvCache& kv, float* out) const {
+void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, float* q, float* k, const float* v,
+                      const std::vector<float>& rope_cs, const std::vector<int64_t>& seq_end, KvCache& kv,
+                      float* out) const {
   const int64_t n_tok = static_cast<int64_t>(batch.size());
   const int64_t hd = cfg_.head_dim, n_head = cfg_.n_head, n_kv = cfg_.n_head_kv, group = n_head / n_kv;
+  const int64_t R = cfg_.n_rot, KV = n_kv * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Threads only pay off past some work: tiny models would wait on barriers.
   const int64_t work = n_tok * n_head * hd * (cfg_.causal ? batch.back().pos + 1 : seq_end.back());
+#pragma omp parallel if (work > (int64_t{1} << 16))
+  {
+#pragma omp for schedule(static)
+  for (int64_t t = 0; t < n_tok; ++t) {
+    const BatchToken& bt = batch[static_cast<size_t>(t)];
+    if (R > 0) {
+      const float* cs = &rope_cs[static_cast<size_t>(t * R)];
+      for (int64_t h = 0; h < n_head; ++h) k::rope_apply(&q[(t * n_head + h) * hd], R, cs, cfg_.rope_interleaved);
+      for (int64_t h = 0; h < n_kv; ++h) k::rope_apply(&k[(t * n_kv + h) * hd], R, cs, cfg_.rope_interleaved);
+    }
+    kv.store(layer, bt.seq, bt.pos, &k[t * KV], &v[t * KV]);
+  }
   // One task per (token, KV head): its query heads share every K/V row read.
-#pragma omp parallel for collapse(2) schedule(static) if (work > (int64_t{1} << 16))
+#pragma omp for collapse(2) schedule(static)
   for (int64_t t = 0; t < n_tok; ++t) {
     for (int64_t h = 0; h < n_kv; ++h) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
@@ -186,6 +200,7 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, const
       a.out = out + (t * n_head + h * group) * hd;
       k::attention(a);
     }
+  }
   }
 }
 
@@ -257,17 +272,7 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
       float* y[] = {q.data(), kb.data(), vb.data()};
       linear_shared(w, b, in, n_tok, y);
     }
-    for (int64_t t = 0; t < n_tok; ++t) {
-      const BatchToken& bt = batch[static_cast<size_t>(t)];
-      if (R > 0) {
-        const float* cs = &rope_cs[static_cast<size_t>(t * R)];
-        for (int64_t h = 0; h < cfg_.n_head; ++h) k::rope_apply(&q[(t * cfg_.n_head + h) * hd], R, cs, cfg_.rope_interleaved);
-        for (int64_t h = 0; h < cfg_.n_head_kv; ++h)
-          k::rope_apply(&kb[(t * cfg_.n_head_kv + h) * hd], R, cs, cfg_.rope_interleaved);
-      }
-      kv.store(l, bt.seq, bt.pos, &kb[t * KV], &vb[t * KV]);
-    }
-    attention(batch, l, q.data(), seq_end, kv, att.data());
+    attention(batch, l, q.data(), kb.data(), vb.data(), rope_cs, seq_end, kv, att.data());
     if (observer_) observer_(l, "attn_output", att.data(), n_tok, Q);
     linear(L.wo, L.bo, att.data(), n_tok, o.data());
     for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];

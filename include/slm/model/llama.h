@@ -105,9 +105,12 @@ class Model {
   // The same for weights of one input (q, k, v; gate, up): kernels::matmul_shared.
   void linear_shared(std::span<const TensorView* const> w, std::span<const TensorView* const> b, const float* x,
                      int64_t n_tok, std::span<float* const> y) const;
-  // seq_end: per token, the end of its sequence's positions in this batch (encoders) or -1.
-  void attention(const std::vector<BatchToken>& batch, int64_t layer, const float* q, const std::vector<int64_t>& seq_end,
-                 KvCache& kv, float* out) const;
+  // Rotates q and k by rope_cs (n_rot per token), stores k and v in the cache,
+  // then attends: one parallel region, the tokens shared out for the first,
+  // (token, KV head) for the second. seq_end: per token, the end of its
+  // sequence's positions in this batch (encoders) or -1.
+  void attention(const std::vector<BatchToken>& batch, int64_t layer, float* q, float* k, const float* v,
+                 const std::vector<float>& rope_cs, const std::vector<int64_t>& seq_end, KvCache& kv, float* out) const;
 
   const ModelConfig& cfg_;
   // The caller's weights (read through, so a compressor's edits between
