@@ -39,12 +39,15 @@ struct PanelInput {
     pairs = act_buffer(pb * (n_tok / 2));
   }
   // Called by every thread of a parallel region: two tokens per iteration,
-  // converted, then paired.
-  void fill(const WeightKernels& k, const float* x, int64_t cols, int64_t n_tok) {
+  // made (prep), converted, then paired.
+  void fill(const WeightKernels& k, const float* x, int64_t cols, int64_t n_tok, const RowPrep& prep) {
     const QuantizeActFn quantize = kernels().quantize_act[static_cast<int>(type)];
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < (n_tok + 1) / 2; ++p) {
-      for (int64_t t = 2 * p; t < std::min(n_tok, 2 * p + 2); ++t) quantize(x + t * cols, rows.get() + t * ab, cols);
+      for (int64_t t = 2 * p; t < std::min(n_tok, 2 * p + 2); ++t) {
+        if (prep) prep(t);
+        quantize(x + t * cols, rows.get() + t * ab, cols);
+      }
       if (pairs != nullptr && 2 * p + 1 < n_tok)
         k.panel->pair(rows.get() + 2 * p * ab, rows.get() + (2 * p + 1) * ab, cols, pairs.get() + p * pb);
     }
@@ -66,7 +69,8 @@ struct PanelInput {
 // Chunks start at whole activation records (ActQ8x64: 2 blocks, ActQ8x256: 8).
 constexpr int64_t kPanelChunk = 16, kPrefetchChunks = 2, kPanelTokenGroup = 64;
 
-void matmul_panels(const WeightKernels& k, const TensorView& w, const float* x, int64_t n_tok, float* y) {
+void matmul_panels(const WeightKernels& k, const TensorView& w, const float* x, int64_t n_tok, float* y,
+                   const RowPrep& prep) {
   const PanelKernels& pk = *k.panel;
   const int64_t rows = w.rows(), cols = w.cols(), nb = cols / 32;
   const int64_t wb = static_cast<int64_t>(row_bytes(w.dtype, cols));
@@ -76,7 +80,7 @@ void matmul_panels(const WeightKernels& k, const TensorView& w, const float* x, 
   PanelInput in(k, cols, n_tok);
 #pragma omp parallel if (rows * cols * n_tok > kMinParallelWork)
   {
-    in.fill(k, x, cols, n_tok);
+    in.fill(k, x, cols, n_tok, prep);
     alignas(64) uint8_t scratch[kPanelChunk * kPanelBlockBytes];
     // Long prompts go kPanelTokenGroup tokens at a time (each group packs the
     // panels again), so a chunk's activations stay in L2.
@@ -121,7 +125,8 @@ int64_t stored_panel_bytes(const PanelKernels& pk, int64_t cols) {
 // Statically: each thread walks its own run of panels, which is what its
 // prefetches (non-temporal, into its own core's cache) ask for ahead; shared
 // out dynamically, the rate halved.
-void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys) {
+void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys,
+                   const RowPrep& prep) {
   const WeightKernels& k = kernels().of(ws[0]->dtype);
   SLM_ASSERT(k.panel != nullptr && k.panel->dot_stored != nullptr);  // repack made them with these kernels
   const PanelKernels& pk = *k.panel;
@@ -136,7 +141,7 @@ void matmul_stored(std::span<const TensorView* const> ws, const float* x, int64_
   }
 #pragma omp parallel if (rows_all * cols * n_tok > kMinParallelWork)
   {
-    in.fill(k, x, cols, n_tok);
+    in.fill(k, x, cols, n_tok, prep);
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < first.back(); ++i) {
       size_t wi = 0;
@@ -183,20 +188,21 @@ TensorView repack(const TensorView& w, void* out) {
   return v;
 }
 
-void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, const RowPrep& prep) {
   if (w.layout == Layout::kPanels) {
     const TensorView* ws[] = {&w};
     float* ys[] = {y};
-    matmul_stored(ws, x, n_tok, ys);
+    matmul_stored(ws, x, n_tok, ys, prep);
     return;
   }
   const int64_t rows = w.rows(), cols = w.cols();
   const WeightKernels& k = kernels().of(w.dtype);
   SLM_ASSERT(k.vec_dot != nullptr);  // ModelSource refuses weight types without kernels
   if (k.panel != nullptr && n_tok > 1) {
-    matmul_panels(k, w, x, n_tok, y);
+    matmul_panels(k, w, x, n_tok, y, prep);
     return;
   }
+  for (int64_t t = 0; prep && t < n_tok; ++t) prep(t);
   // Convert the activations once into the format the weight type dots with.
   const int64_t ab = act_row_bytes(k.act_type, cols);
   const ActBuffer act = act_buffer(ab * n_tok);
@@ -229,7 +235,8 @@ void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y) {
   }
 }
 
-void matmul_shared(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys) {
+void matmul_shared(std::span<const TensorView* const> ws, const float* x, int64_t n_tok, std::span<float* const> ys,
+                   const RowPrep& prep) {
   SLM_ASSERT(!ws.empty() && ws.size() == ys.size());
   bool stored = true;
   for (const TensorView* w : ws) {
@@ -238,10 +245,10 @@ void matmul_shared(std::span<const TensorView* const> ws, const float* x, int64_
              k.act_type == kernels().of(ws[0]->dtype).act_type;
   }
   if (stored) {
-    matmul_stored(ws, x, n_tok, ys);
+    matmul_stored(ws, x, n_tok, ys, prep);
     return;
   }
-  for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, n_tok, ys[i]);
+  for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, n_tok, ys[i], i == 0 ? prep : RowPrep());  // x made once
 }
 
 void prefetch(const void* p, int64_t bytes) {

@@ -86,14 +86,15 @@ void Model::norm(const Norm& n, const float* x, float* out, int64_t n_tok) const
   }
 }
 
-void Model::linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y) const {
-  k::matmul(w, x, n_tok, y);
+void Model::linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y,
+                   const k::RowPrep& prep) const {
+  k::matmul(w, x, n_tok, y, prep);
   if (b.data != nullptr) k::add_bias(b, y, n_tok);
 }
 
 void Model::linear_shared(std::span<const TensorView* const> w, std::span<const TensorView* const> b, const float* x,
-                          int64_t n_tok, std::span<float* const> y) const {
-  k::matmul_shared(w, x, n_tok, y);
+                          int64_t n_tok, std::span<float* const> y, const k::RowPrep& prep) const {
+  k::matmul_shared(w, x, n_tok, y, prep);
   for (size_t i = 0; i < b.size(); ++i)
     if (b[i]->data != nullptr) k::add_bias(*b[i], y[i], n_tok);
 }
@@ -256,58 +257,89 @@ Status Model::forward_layers(const std::vector<BatchToken>& batch, int64_t begin
     for (const BatchToken& t : batch) seq_end.push_back(end[static_cast<size_t>(t.seq)]);
   }
 
+  // The per-token work between matrix products (residual adds, norms, the
+  // activation) goes into the next product's parallel region (RowPrep), a
+  // thread per token, rather than running on one thread while the others
+  // wait. An observer (calibration) sees each input whole before its product,
+  // and post-norm blocks (BERT) norm the residual sum in place: for them it
+  // runs first, as staged() does.
+  const bool fuse = !observer_ && !cfg_.post_norm;
+  auto staged = [&](const k::RowPrep& prep) -> k::RowPrep {
+    if (fuse) return prep;
+    for (int64_t t = 0; t < n_tok; ++t) prep(t);
+    return {};
+  };
+  auto add_o = [&](int64_t t) {
+    for (int64_t d = t * D; d < (t + 1) * D; ++d) hidden[d] += o[d];
+  };
+  auto activate = [&](int64_t t) {
+    float* u = up.data() + t * F;
+    if (cfg_.ffn_gated) {
+      float* g = gate.data() + t * F;
+      if (cfg_.act == Activation::kSilu) {
+        k::swiglu(g, u, u, F);
+      } else {
+        cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(g, F) : k::gelu(g, F);
+        for (int64_t i = 0; i < F; ++i) u[i] *= g[i];
+      }
+    } else if (cfg_.act == Activation::kSilu) {
+      for (int64_t i = 0; i < F; ++i) u[i] = u[i] / (1.0f + std::exp(-u[i]));
+    } else {
+      cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(u, F) : k::gelu(u, F);
+    }
+  };
+  bool pending = false;  // the last down projection's output, not yet added (fused)
+
   for (int64_t l = begin; l < end; ++l) {
     const LayerWeights& L = w_.layers[static_cast<size_t>(l)];
     const size_t li = static_cast<size_t>(l);
     // Pre-norm blocks normalise the input of each sublayer; post-norm (BERT) the residual sum after it.
-    const float* in = hidden;
-    if (!cfg_.post_norm) {
-      norm(attn_norm_[li], hidden, x.data(), n_tok);
-      in = x.data();
-    }
+    const float* in = cfg_.post_norm ? hidden : x.data();
+    k::RowPrep prep = staged([&, pending, li](int64_t t) {
+      if (pending) add_o(t);
+      if (!cfg_.post_norm) norm(attn_norm_[li], hidden + t * D, x.data() + t * D, 1);
+    });
     if (observer_) observer_(l, "attn_in", in, n_tok, D);
     {
       const TensorView* w[] = {&L.wq, &L.wk, &L.wv};
       const TensorView* b[] = {&L.bq, &L.bk, &L.bv};
       float* y[] = {q.data(), kb.data(), vb.data()};
-      linear_shared(w, b, in, n_tok, y);
+      linear_shared(w, b, in, n_tok, y, prep);
     }
     attention(batch, l, q.data(), kb.data(), vb.data(), rope_cs, seq_end, kv, att.data());
     if (observer_) observer_(l, "attn_output", att.data(), n_tok, Q);
     linear(L.wo, L.bo, att.data(), n_tok, o.data());
-    for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
-    if (cfg_.post_norm) norm(attn_norm_[li], hidden, hidden, n_tok);
-
-    in = hidden;
-    if (!cfg_.post_norm) {
-      norm(ffn_norm_[li], hidden, x.data(), n_tok);
-      in = x.data();
+    if (cfg_.post_norm) {
+      for (int64_t t = 0; t < n_tok; ++t) add_o(t);
+      norm(attn_norm_[li], hidden, hidden, n_tok);
     }
+
+    prep = staged([&, li](int64_t t) {
+      if (!cfg_.post_norm) {
+        add_o(t);
+        norm(ffn_norm_[li], hidden + t * D, x.data() + t * D, 1);
+      }
+    });
     if (observer_) observer_(l, "ffn_in", in, n_tok, D);
     {
       const TensorView* w[] = {&L.ffn_up, &L.ffn_gate};
       const TensorView* b[] = {&L.ffn_up_b, &L.ffn_gate_b};
       float* y[] = {up.data(), gate.data()};
       const size_t n = cfg_.ffn_gated ? 2 : 1;  // a plain MLP has no gate
-      linear_shared(std::span(w, n), std::span(b, n), in, n_tok, std::span(y, n));
+      linear_shared(std::span(w, n), std::span(b, n), in, n_tok, std::span(y, n), prep);
     }
-    if (cfg_.ffn_gated) {
-      if (cfg_.act == Activation::kSilu) {
-        k::swiglu(gate.data(), up.data(), up.data(), n_tok * F);
-      } else {
-        cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(gate.data(), n_tok * F) : k::gelu(gate.data(), n_tok * F);
-        for (int64_t i = 0; i < n_tok * F; ++i) up[i] *= gate[i];
-      }
-    } else if (cfg_.act == Activation::kSilu) {
-      for (float& e : up) e = e / (1.0f + std::exp(-e));
-    } else {
-      cfg_.act == Activation::kGeluTanh ? k::gelu_tanh(up.data(), n_tok * F) : k::gelu(up.data(), n_tok * F);
-    }
+    prep = staged(activate);
     if (observer_) observer_(l, "ffn_down", up.data(), n_tok, F);
-    linear(L.ffn_down, L.ffn_down_b, up.data(), n_tok, o.data());
-    for (int64_t i = 0; i < n_tok * D; ++i) hidden[i] += o[i];
-    if (cfg_.post_norm) norm(ffn_norm_[li], hidden, hidden, n_tok);
+    linear(L.ffn_down, L.ffn_down_b, up.data(), n_tok, o.data(), prep);
+    if (fuse) {
+      pending = true;
+    } else {
+      for (int64_t t = 0; t < n_tok; ++t) add_o(t);
+      if (cfg_.post_norm) norm(ffn_norm_[li], hidden, hidden, n_tok);
+    }
   }
+  if (pending)
+    for (int64_t t = 0; t < n_tok; ++t) add_o(t);
   for (const BatchToken& t : batch) kv.set_length(t.seq, t.pos + 1);  // positions increase per sequence
   return Status::Ok();
 }

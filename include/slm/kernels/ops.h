@@ -6,18 +6,27 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 
 #include "slm/core/tensor.h"
 
 namespace slm::kernels {
 
+// Makes row t of a matmul's x just before it is read (prep(t) once for each
+// t): a caller's per-token work (a norm, a residual add) done by the thread
+// that converts the row, in the matmul's parallel region, rather than by one
+// thread before it while the others wait; or all first, in order, where the
+// matmul has no such region. Calls for different t may run at once.
+using RowPrep = std::function<void(int64_t t)>;
+
 // y (n_tok, w.rows) = x (n_tok, w.cols) @ w^T, for any weight dtype.
-void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y);
+void matmul(const TensorView& w, const float* x, int64_t n_tok, float* y, const RowPrep& prep = {});
 // Several weights reading the same x (q, k and v; gate and up): y[i]
 // (n_tok, w[i].rows). Repacked weights take x quantized once and share one
 // fork and join of the threads; others go one matmul each.
-void matmul_shared(std::span<const TensorView* const> w, const float* x, int64_t n_tok, std::span<float* const> y);
+void matmul_shared(std::span<const TensorView* const> w, const float* x, int64_t n_tok, std::span<float* const> y,
+                   const RowPrep& prep = {});
 
 // Repacking (a model's repack option): a weight matrix copied once into the
 // row panels matmul reads without unpacking them per call (dispatch.h,

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "slm/core/status.h"
+#include "slm/kernels/ops.h"
 #include "slm/model/config.h"
 #include "slm/model/kv_cache.h"
 #include "slm/model/weights.h"
@@ -100,11 +101,12 @@ class Model {
   Norm make_norm(const TensorView& w, const TensorView& b) const;
   // out (n_tok, n_embd) = norm of each row of x; out may alias x.
   void norm(const Norm& n, const float* x, float* out, int64_t n_tok) const;
-  // y (n_tok, w.rows) = x @ w^T + b (b optional).
-  void linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y) const;
+  // y (n_tok, w.rows) = x @ w^T + b (b optional); prep makes x's rows (kernels::RowPrep).
+  void linear(const TensorView& w, const TensorView& b, const float* x, int64_t n_tok, float* y,
+              const kernels::RowPrep& prep = {}) const;
   // The same for weights of one input (q, k, v; gate, up): kernels::matmul_shared.
   void linear_shared(std::span<const TensorView* const> w, std::span<const TensorView* const> b, const float* x,
-                     int64_t n_tok, std::span<float* const> y) const;
+                     int64_t n_tok, std::span<float* const> y, const kernels::RowPrep& prep = {}) const;
   // Rotates q and k by rope_cs (n_rot per token), stores k and v in the cache,
   // then attends: one parallel region, the tokens shared out for the first,
   // (token, KV head) for the second. seq_end: per token, the end of its
