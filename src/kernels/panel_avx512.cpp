@@ -497,7 +497,7 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
 // block's starting sums, and the block's sums s (lanes 2r + t) into acc with
 // the rows' floats f0, f1 spread to those lanes. Each does what its rule does,
 // in the same order, so the results are the same bits.
-inline __m512i both(const void* at) { return _mm512_set1_epi64(*static_cast<const long long*>(at)); }
+inline __m512i both(const void* at) { return _mm512_broadcastq_epi64(_mm_loadu_si64(at)); }
 template <int kShift>
 struct PairQ8x64 {
   using Record = ActQ8x64Pair;
