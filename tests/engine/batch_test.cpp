@@ -23,6 +23,19 @@ std::unique_ptr<Session> open_session() {
   return s.ok() ? std::move(*s) : nullptr;
 }
 
+// A generator of n_slots sequences over s (a small prefill_budget spreads
+// prompts over several steps).
+std::unique_ptr<BatchGenerator> generator(const Session& s, int32_t n_slots, int64_t prefill_budget = 256,
+                                          int64_t n_ctx = 0) {
+  BatchOptions bo;
+  bo.n_slots = n_slots;
+  bo.prefill_budget = prefill_budget;
+  bo.n_ctx = n_ctx;
+  auto g = BatchGenerator::create(s, bo);
+  EXPECT_TRUE(g.ok()) << g.status().message();
+  return g.ok() ? std::move(*g) : nullptr;
+}
+
 std::vector<int32_t> tok(const Session& s, const std::string& text) {
   auto ids = s.tokenize(text, true);
   EXPECT_TRUE(ids.ok());
@@ -67,11 +80,8 @@ int64_t add(BatchGenerator& g, const std::vector<int32_t>& prompt, const Generat
 TEST(BatchGenerator, StaggeredSequencesEqualSessionAlone) {
   SLM_REQUIRE_DATA(test::shared_data(kModelRel));
   auto s = open_session();
-  BatchOptions bo;
-  bo.n_slots = 3;
-  bo.prefill_budget = 5;  // small: prompts take several steps, mixed with decoding
-  auto g = BatchGenerator::create(*s, bo);
-  ASSERT_TRUE(g.ok()) << g.status().message();
+  auto g = generator(*s, 3, 5);
+  ASSERT_TRUE(g);
   const std::vector<std::string> prompts = {"Once upon a time", "Lily and Ben went to the park to play with a ball",
                                             "The cat", "A big red dog ran", "Tom was sad because"};
   std::vector<std::vector<int32_t>> ids;
@@ -81,14 +91,14 @@ TEST(BatchGenerator, StaggeredSequencesEqualSessionAlone) {
   // Three start together; the others join as slots free up, between steps.
   size_t next = 0;
   int steps = 0;
-  for (; next < 3; ++next) add(**g, ids[next], greedy(n[next]), &res[next]);
-  EXPECT_FALSE((*g)->has_free_slot());
-  while ((*g)->n_active() > 0 || next < prompts.size()) {
-    while ((*g)->has_free_slot() && next < prompts.size()) {
-      add(**g, ids[next], greedy(n[next]), &res[next]);
+  for (; next < 3; ++next) add(*g, ids[next], greedy(n[next]), &res[next]);
+  EXPECT_FALSE(g->has_free_slot());
+  while (g->n_active() > 0 || next < prompts.size()) {
+    while (g->has_free_slot() && next < prompts.size()) {
+      add(*g, ids[next], greedy(n[next]), &res[next]);
       ++next;
     }
-    ASSERT_TRUE((*g)->step().ok());
+    ASSERT_TRUE(g->step().ok());
     ASSERT_LT(++steps, 500);
   }
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -101,7 +111,7 @@ TEST(BatchGenerator, StaggeredSequencesEqualSessionAlone) {
   int serial = 0;
   for (size_t i = 0; i < prompts.size(); ++i) serial += static_cast<int>((ids[i].size() + 4) / 5) + n[i] - 1;
   EXPECT_LT(steps, serial);
-  EXPECT_EQ((*g)->kv_used(), 0);
+  EXPECT_EQ(g->kv_used(), 0);
 }
 
 // Runs one sequence to its end in g; returns it.
@@ -122,13 +132,10 @@ int64_t expected_reuse(const std::vector<int32_t>& held, const std::vector<int32
 TEST(BatchGenerator, PromptsStartFromTheRowsASlotHolds) {
   SLM_REQUIRE_DATA(test::shared_data(kModelRel));
   auto s = open_session();
-  BatchOptions bo;
-  bo.n_slots = 2;
-  bo.prefill_budget = 3;  // prompts over several steps
-  auto g = BatchGenerator::create(*s, bo);
-  ASSERT_TRUE(g.ok());
+  auto g = generator(*s, 2, 3);
+  ASSERT_TRUE(g);
   const auto first = tok(*s, "Once upon a time there was a little girl");
-  const Result_ r1 = run_one(**g, first, greedy(20));
+  const Result_ r1 = run_one(*g, first, greedy(20));
   EXPECT_EQ(r1.stats.n_prompt_reused, 0);
   EXPECT_EQ(r1.ids, alone(*s, first, greedy(20)));
   // The slot holds the prompt and all but the last generated token.
@@ -151,7 +158,7 @@ TEST(BatchGenerator, PromptsStartFromTheRowsASlotHolds) {
   EXPECT_EQ(expected_reuse(held, continued), static_cast<int64_t>(held.size()));
   for (const auto& p : prompts) {
     const int64_t want = expected_reuse(held, p);
-    const Result_ r = run_one(**g, p, greedy(15));
+    const Result_ r = run_one(*g, p, greedy(15));
     EXPECT_EQ(r.stats.n_prompt_reused, want);
     EXPECT_EQ(r.ids, alone(*s, p, greedy(15))) << "reused " << want;
     held = p;
@@ -162,28 +169,25 @@ TEST(BatchGenerator, PromptsStartFromTheRowsASlotHolds) {
   // reuse_prefix off: all computed again, same tokens.
   GenerateOptions off = greedy(15);
   off.reuse_prefix = false;
-  const Result_ r_off = run_one(**g, held, off);
+  const Result_ r_off = run_one(*g, held, off);
   EXPECT_EQ(r_off.stats.n_prompt_reused, 0);
   EXPECT_EQ(r_off.ids, alone(*s, held, greedy(15)));
-  EXPECT_EQ((*g)->kv_used(), 0);
+  EXPECT_EQ(g->kv_used(), 0);
 }
 
 TEST(BatchGenerator, ACancelledPromptLeavesTheRowsItWrote) {
   SLM_REQUIRE_DATA(test::shared_data(kModelRel));
   auto s = open_session();
-  BatchOptions bo;
-  bo.n_slots = 1;
-  bo.prefill_budget = 4;
-  auto g = BatchGenerator::create(*s, bo);
-  ASSERT_TRUE(g.ok());
+  auto g = generator(*s, 1, 4);
+  ASSERT_TRUE(g);
   const auto p = tok(*s, "Lily and Ben went to the park to play with a ball");
   Result_ a;
-  const int64_t id = add(**g, p, greedy(10), &a);
-  ASSERT_TRUE((*g)->step().ok());  // 4 prompt tokens in
-  (*g)->cancel(id);
-  ASSERT_TRUE((*g)->step().ok());
+  const int64_t id = add(*g, p, greedy(10), &a);
+  ASSERT_TRUE(g->step().ok());  // 4 prompt tokens in
+  g->cancel(id);
+  ASSERT_TRUE(g->step().ok());
   ASSERT_TRUE(a.done);
-  const Result_ b = run_one(**g, p, greedy(10));
+  const Result_ b = run_one(*g, p, greedy(10));
   EXPECT_EQ(b.stats.n_prompt_reused, 4);
   EXPECT_EQ(b.ids, alone(*s, p, greedy(10)));
 }
@@ -191,48 +195,43 @@ TEST(BatchGenerator, ACancelledPromptLeavesTheRowsItWrote) {
 TEST(BatchGenerator, CancelFreesTheSlotAndOthersGoOn) {
   SLM_REQUIRE_DATA(test::shared_data(kModelRel));
   auto s = open_session();
-  BatchOptions bo;
-  bo.n_slots = 2;
-  auto g = BatchGenerator::create(*s, bo);
-  ASSERT_TRUE(g.ok());
+  auto g = generator(*s, 2);
+  ASSERT_TRUE(g);
   const auto a_ids = tok(*s, "Once upon a time"), b_ids = tok(*s, "The dog");
   Result_ a, b;
-  const int64_t a_id = add(**g, a_ids, greedy(40), &a);
-  add(**g, b_ids, greedy(40), &b);
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*g)->step().ok());
-  EXPECT_GT((*g)->kv_used(), 0);
-  (*g)->cancel(a_id);
-  ASSERT_TRUE((*g)->step().ok());
+  const int64_t a_id = add(*g, a_ids, greedy(40), &a);
+  add(*g, b_ids, greedy(40), &b);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(g->step().ok());
+  EXPECT_GT(g->kv_used(), 0);
+  g->cancel(a_id);
+  ASSERT_TRUE(g->step().ok());
   EXPECT_TRUE(a.done);
   EXPECT_EQ(a.stats.stop_reason, "cancelled");
-  EXPECT_TRUE((*g)->has_free_slot());
-  while ((*g)->n_active() > 0) ASSERT_TRUE((*g)->step().ok());
+  EXPECT_TRUE(g->has_free_slot());
+  while (g->n_active() > 0) ASSERT_TRUE(g->step().ok());
   EXPECT_EQ(b.ids, alone(*s, b_ids, greedy(40)));
-  EXPECT_EQ((*g)->kv_used(), 0);
+  EXPECT_EQ(g->kv_used(), 0);
 }
 
 TEST(BatchGenerator, ContextEndAndBadInput) {
   SLM_REQUIRE_DATA(test::shared_data(kModelRel));
   auto s = open_session();
-  BatchOptions bo;
-  bo.n_slots = 1;
-  bo.n_ctx = 16;
-  auto g = BatchGenerator::create(*s, bo);
-  ASSERT_TRUE(g.ok());
+  auto g = generator(*s, 1, 256, 16);
+  ASSERT_TRUE(g);
   Result_ r;
   GenerateOptions go = greedy(100);
   go.stop_at_eog = false;
-  add(**g, tok(*s, "Once upon a time"), go, &r);
-  while ((*g)->n_active() > 0) ASSERT_TRUE((*g)->step().ok());
+  add(*g, tok(*s, "Once upon a time"), go, &r);
+  while (g->n_active() > 0) ASSERT_TRUE(g->step().ok());
   EXPECT_EQ(r.stats.stop_reason, "context");
   EXPECT_EQ(r.stats.n_prompt + r.stats.n_generated, 17);  // 16 positions fed, then one more sampled
   auto noop = [](int32_t, const std::string&) { return true; };
   auto done = [](const GenerateStats&) {};
-  EXPECT_FALSE((*g)->add({}, go, noop, done).ok());
-  EXPECT_FALSE((*g)->add(std::vector<int32_t>(16, 1), go, noop, done).ok());
-  EXPECT_FALSE((*g)->add({1, 1 << 30}, go, noop, done).ok());
-  ASSERT_TRUE((*g)->add({1}, go, noop, done).ok());
-  EXPECT_FALSE((*g)->add({1}, go, noop, done).ok()) << "no free slot";
+  EXPECT_FALSE(g->add({}, go, noop, done).ok());
+  EXPECT_FALSE(g->add(std::vector<int32_t>(16, 1), go, noop, done).ok());
+  EXPECT_FALSE(g->add({1, 1 << 30}, go, noop, done).ok());
+  ASSERT_TRUE(g->add({1}, go, noop, done).ok());
+  EXPECT_FALSE(g->add({1}, go, noop, done).ok()) << "no free slot";
   BatchOptions bad;
   bad.n_slots = 0;
   EXPECT_FALSE(BatchGenerator::create(*s, bad).ok());
