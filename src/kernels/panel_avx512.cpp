@@ -493,21 +493,24 @@ void dot_chunk(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* act, in
 }
 
 // The pair forms of the rules (dot_chunk_pairs): the pair record, its
-// blocks, which of its 4-byte lanes holds block b's weights' vector k, the
-// block's starting sums, and the block's sums s (lanes 2r + t) into acc with
-// the rows' floats f0, f1 spread to those lanes. Each does what its rule does,
-// in the same order, so the results are the same bits.
+// blocks, how many sums a block keeps per lane (Q6_K: one per 16-element
+// half, vectors 0-3 and 4-7), which of the record's 4-byte lanes holds block
+// b's weights' vector k, the block's starting sums, and the block's sums s0
+// (s1) in lanes 2r + t into acc with the rows' floats f0, f1 spread to those
+// lanes. Each does what its rule does, in the same order, so the results are
+// the same bits.
 inline __m512i both(const void* at) { return _mm512_broadcastq_epi64(_mm_loadu_si64(at)); }
 template <int kShift>
 struct PairQ8x64 {
   using Record = ActQ8x64Pair;
   static constexpr int64_t kBlocks = 2;
+  static constexpr int kSums = 1;
   static int lane(int64_t b, int k) {  // RuleQ8x64's byte offset / 4
     const int h = static_cast<int>(b & 1);
     return k < 4 ? 4 * h + k : 8 + 4 * h + (k - 4);
   }
-  static __m512i init(const Record* y, int64_t b) { return _mm512_slli_epi32(both(y->block_neg_sum[b & 1]), kShift); }
-  static __m512 finish(__m512 acc, __m512i s, __m512 f0, __m512, const Record* y, int64_t b) {
+  static __m512i init(const Record* y, int64_t b, int) { return _mm512_slli_epi32(both(y->block_neg_sum[b & 1]), kShift); }
+  static __m512 finish(__m512 acc, __m512i s, __m512i, __m512 f0, __m512, const Record* y, int64_t b) {
     const __m512 d = _mm512_castsi512_ps(both(y->d[b & 1]));
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(f0, d), acc);
   }
@@ -515,11 +518,23 @@ struct PairQ8x64 {
 struct PairQ4_K {
   using Record = ActQ8x256Pair;
   static constexpr int64_t kBlocks = 8;
+  static constexpr int kSums = 1;
   static int lane(int64_t b, int k) { return static_cast<int>(8 * (b % 8) + k); }
-  static __m512i init(const Record*, int64_t) { return _mm512_setzero_si512(); }
-  static __m512 finish(__m512 acc, __m512i s, __m512 f0, __m512 f1, const Record* y, int64_t b) {
+  static __m512i init(const Record*, int64_t, int) { return _mm512_setzero_si512(); }
+  static __m512 finish(__m512 acc, __m512i s, __m512i, __m512 f0, __m512 f1, const Record* y, int64_t b) {
     const __m512 sd = _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_castsi512_ps(both(y->d)));
     return _mm512_fnmadd_ps(f1, _mm512_castsi512_ps(both(y->dsum[b % 8])), _mm512_fmadd_ps(f0, sd, acc));
+  }
+};
+struct PairQ6_K {
+  using Record = ActQ8x256Pair;
+  static constexpr int64_t kBlocks = 8;
+  static constexpr int kSums = 2;
+  static int lane(int64_t b, int k) { return static_cast<int>(8 * (b % 8) + k); }
+  static __m512i init(const Record* y, int64_t b, int half) { return both(y->neg32_sum16[2 * (b % 8) + half]); }
+  static __m512 finish(__m512 acc, __m512i s0, __m512i s1, __m512 f0, __m512 f1, const Record* y, int64_t) {
+    const __m512 t = _mm512_fmadd_ps(f0, _mm512_cvtepi32_ps(s0), _mm512_mul_ps(f1, _mm512_cvtepi32_ps(s1)));
+    return _mm512_fmadd_ps(t, _mm512_castsi512_ps(both(y->d)), acc);
   }
 };
 
@@ -542,24 +557,26 @@ void dot_chunk_pairs(int64_t nb, const uint8_t* panel, int n_w, const uint8_t* p
     const typename Pair::Record* y[P];
     for (int p = 0; p < P; ++p)
       y[p] = reinterpret_cast<const typename Pair::Record*>(pairs + p * pair_stride) + b / Pair::kBlocks;
-    __m512i s[2][P];
-    for (int p = 0; p < P; ++p) s[0][p] = s[1][p] = Pair::init(y[p], b);
+    __m512i s[Pair::kSums][2][P];
+    for (int h = 0; h < Pair::kSums; ++h)
+      for (int p = 0; p < P; ++p) s[h][0][p] = s[h][1][p] = Pair::init(y[p], b, h);
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
       const __m512i w0 = _mm512_permutexvar_epi32(spread0, v[k]), w1 = _mm512_permutexvar_epi32(spread1, v[k]);
-      const int lane = Pair::lane(b, k);
+      const int lane = Pair::lane(b, k), h = k * Pair::kSums / 8;
 #pragma GCC unroll 4
       for (int p = 0; p < P; ++p) {
         const __m512i a = both(y[p]->qs + 8 * lane);
-        s[0][p] = _mm512_dpbusd_epi32(s[0][p], w0, a);
-        s[1][p] = _mm512_dpbusd_epi32(s[1][p], w1, a);
+        s[h][0][p] = _mm512_dpbusd_epi32(s[h][0][p], w0, a);
+        s[h][1][p] = _mm512_dpbusd_epi32(s[h][1][p], w1, a);
       }
     }
     const __m512 f00 = _mm512_permutexvar_ps(spread0, f[0]), f01 = _mm512_permutexvar_ps(spread1, f[0]);
     const __m512 f10 = _mm512_permutexvar_ps(spread0, f[1]), f11 = _mm512_permutexvar_ps(spread1, f[1]);
+    constexpr int kLast = Pair::kSums - 1;
     for (int p = 0; p < P; ++p) {
-      acc[0][p] = Pair::finish(acc[0][p], s[0][p], f00, f10, y[p], b);
-      acc[1][p] = Pair::finish(acc[1][p], s[1][p], f01, f11, y[p], b);
+      acc[0][p] = Pair::finish(acc[0][p], s[0][0][p], s[kLast][0][p], f00, f10, y[p], b);
+      acc[1][p] = Pair::finish(acc[1][p], s[0][1][p], s[kLast][1][p], f01, f11, y[p], b);
     }
   }
   // Token t's 16 rows: the lanes of parity t of both row halves.
@@ -586,6 +603,10 @@ struct PairOf<RuleQ8x64<kShift>> {
 template <>
 struct PairOf<RuleQ4_K> {
   using Type = PairQ4_K;
+};
+template <>
+struct PairOf<RuleQ6_K> {
+  using Type = PairQ6_K;
 };
 template <typename Pair, typename From>
 void dot_pairs(int n_pairs, int64_t nb, const uint8_t* panel, int n_w, const uint8_t* pairs, int64_t pair_stride,
@@ -656,7 +677,7 @@ void pair_q8x64(const void* row0, const void* row1, int64_t n, void* out) {
   }
 }
 
-// Two ActQ8x256 rows of n columns as ActQ8x256Pair records (RuleQ4_K's sums).
+// Two ActQ8x256 rows of n columns as ActQ8x256Pair records (RuleQ4_K's and RuleQ6_K's sums).
 void pair_q8x256(const void* row0, const void* row1, int64_t n, void* out) {
   const ActQ8x256* r[2] = {static_cast<const ActQ8x256*>(row0), static_cast<const ActQ8x256*>(row1)};
   auto* o = static_cast<ActQ8x256Pair*>(out);
@@ -666,6 +687,7 @@ void pair_q8x256(const void* row0, const void* row1, int64_t n, void* out) {
       o[i].d[t] = r[t][i].d;
       for (int j = 0; j < 8; ++j)
         o[i].dsum[j][t] = r[t][i].d * static_cast<float>(r[t][i].bsums[2 * j] + r[t][i].bsums[2 * j + 1]);
+      for (int j = 0; j < 16; ++j) o[i].neg32_sum16[j][t] = -32 * r[t][i].bsums[j];
     }
   }
 }
@@ -686,6 +708,6 @@ const PanelKernels kPanelQ4_KAvx512{pack_k4<BlockQ4_K, false>, dot_rows<RuleQ4_K
                                     StoredQ4_K::kBlocks, StoredQ4_K::kBytes,
                                     pair_q8x256};
 const PanelKernels kPanelQ5_KAvx512{pack_k4<BlockQ5_K, true>, dot_rows<RuleQ4_K>, nullptr, nullptr, 0, 0, pair_q8x256};
-const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<RuleQ6_K>};
+const PanelKernels kPanelQ6_KAvx512{pack_q6_K, dot_rows<RuleQ6_K>, nullptr, nullptr, 0, 0, pair_q8x256};
 
 }  // namespace slm::kernels

@@ -67,13 +67,15 @@ struct alignas(32) ActQ8x64Pair {
 };
 static_assert(sizeof(ActQ8x64Pair) == 160);
 // The same for ActQ8x256 (the k-quants): each 4-byte group of the two rows'
-// quants, their scales, and d times each 32-element sub-block's sum.
+// quants, their scales, d times each 32-element sub-block's sum (Q4_K's and
+// Q5_K's mins), and -32 times each 16-element sum (Q6_K's offset).
 struct alignas(32) ActQ8x256Pair {
   int8_t qs[512];
   float d[2];
   float dsum[8][2];
+  int32_t neg32_sum16[16][2];
 };
-static_assert(sizeof(ActQ8x256Pair) == 608);
+static_assert(sizeof(ActQ8x256Pair) == 736);
 
 enum class ActType { kF32, kQ8x32, kQ8x256, kQ8x64, kCount };
 
