@@ -160,7 +160,7 @@ Status Model::embed(const std::vector<BatchToken>& batch, float* hidden) const {
   return Status::Ok();
 }
 
-void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, float* q, float* k, const float* v,
+void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, float* q, float* kb, const float* vb,
                       const std::vector<float>& rope_cs, const std::vector<int64_t>& seq_end, KvCache& kv,
                       float* out) const {
   const int64_t n_tok = static_cast<int64_t>(batch.size());
@@ -172,36 +172,36 @@ void Model::attention(const std::vector<BatchToken>& batch, int64_t layer, float
 #pragma omp parallel if (work > (int64_t{1} << 16))
   {
 #pragma omp for schedule(static)
-  for (int64_t t = 0; t < n_tok; ++t) {
-    const BatchToken& bt = batch[static_cast<size_t>(t)];
-    if (R > 0) {
-      const float* cs = &rope_cs[static_cast<size_t>(t * R)];
-      for (int64_t h = 0; h < n_head; ++h) k::rope_apply(&q[(t * n_head + h) * hd], R, cs, cfg_.rope_interleaved);
-      for (int64_t h = 0; h < n_kv; ++h) k::rope_apply(&k[(t * n_kv + h) * hd], R, cs, cfg_.rope_interleaved);
-    }
-    kv.store(layer, bt.seq, bt.pos, &k[t * KV], &v[t * KV]);
-  }
-  // One task per (token, KV head): its query heads share every K/V row read.
-#pragma omp for collapse(2) schedule(static)
-  for (int64_t t = 0; t < n_tok; ++t) {
-    for (int64_t h = 0; h < n_kv; ++h) {
+    for (int64_t t = 0; t < n_tok; ++t) {
       const BatchToken& bt = batch[static_cast<size_t>(t)];
-      const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
-      const int64_t hi = cfg_.causal ? bt.pos + 1 : seq_end[static_cast<size_t>(t)];
-      k::AttentionArgs a;
-      a.q = q + (t * n_head + h * group) * hd;
-      a.group = static_cast<int>(group);
-      a.head_dim = hd;
-      a.k = kv.k(layer, bt.seq, h, lo);
-      a.v = kv.v(layer, bt.seq, h, lo);
-      a.kv_type = kv.type();
-      a.row_bytes = static_cast<int64_t>(kv.head_bytes());
-      a.n_pos = hi - lo;
-      a.scale = scale;
-      a.out = out + (t * n_head + h * group) * hd;
-      k::attention(a);
+      if (R > 0) {
+        const float* cs = &rope_cs[static_cast<size_t>(t * R)];
+        for (int64_t h = 0; h < n_head; ++h) k::rope_apply(&q[(t * n_head + h) * hd], R, cs, cfg_.rope_interleaved);
+        for (int64_t h = 0; h < n_kv; ++h) k::rope_apply(&kb[(t * n_kv + h) * hd], R, cs, cfg_.rope_interleaved);
+      }
+      kv.store(layer, bt.seq, bt.pos, &kb[t * KV], &vb[t * KV]);
     }
-  }
+    // One task per (token, KV head): its query heads share every K/V row read.
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t t = 0; t < n_tok; ++t) {
+      for (int64_t h = 0; h < n_kv; ++h) {
+        const BatchToken& bt = batch[static_cast<size_t>(t)];
+        const int64_t lo = cfg_.sliding_window > 0 ? std::max<int64_t>(0, bt.pos - cfg_.sliding_window + 1) : 0;
+        const int64_t hi = cfg_.causal ? bt.pos + 1 : seq_end[static_cast<size_t>(t)];
+        k::AttentionArgs a;
+        a.q = q + (t * n_head + h * group) * hd;
+        a.group = static_cast<int>(group);
+        a.head_dim = hd;
+        a.k = kv.k(layer, bt.seq, h, lo);
+        a.v = kv.v(layer, bt.seq, h, lo);
+        a.kv_type = kv.type();
+        a.row_bytes = static_cast<int64_t>(kv.head_bytes());
+        a.n_pos = hi - lo;
+        a.scale = scale;
+        a.out = out + (t * n_head + h * group) * hd;
+        k::attention(a);
+      }
+    }
   }
 }
 

@@ -107,11 +107,11 @@ class Model {
   // The same for weights of one input (q, k, v; gate, up): kernels::matmul_shared.
   void linear_shared(std::span<const TensorView* const> w, std::span<const TensorView* const> b, const float* x,
                      int64_t n_tok, std::span<float* const> y, const kernels::RowPrep& prep = {}) const;
-  // Rotates q and k by rope_cs (n_rot per token), stores k and v in the cache,
+  // Rotates q and kb by rope_cs (n_rot per token), stores kb and vb in the cache,
   // then attends: one parallel region, the tokens shared out for the first,
   // (token, KV head) for the second. seq_end: per token, the end of its
   // sequence's positions in this batch (encoders) or -1.
-  void attention(const std::vector<BatchToken>& batch, int64_t layer, float* q, float* k, const float* v,
+  void attention(const std::vector<BatchToken>& batch, int64_t layer, float* q, float* kb, const float* vb,
                  const std::vector<float>& rope_cs, const std::vector<int64_t>& seq_end, KvCache& kv, float* out) const;
 
   const ModelConfig& cfg_;
